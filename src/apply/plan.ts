@@ -1,0 +1,726 @@
+import { RecordError } from "../errors.js";
+import {
+  type DeleteEvent,
+  type Event,
+  type InsertEvent,
+  type Relation,
+  type RelationEvent,
+  type TruncateEvent,
+  UNCHANGED,
+  type UpdateEvent,
+  type Value,
+} from "../events/types.js";
+import { type CachedRelation, type Catalog, type TargetTable, tableKey, typeKey } from "./model.js";
+import { displayName, qualified, quoteIdent } from "./sql.js";
+import {
+  type Cell,
+  deleteRows,
+  insertRows,
+  type MatchSpec,
+  type Statement,
+  type TableShape,
+  updateRows,
+} from "./statements.js";
+
+/**
+ * Turns decoded events into the statements that make the target equal the source.
+ *
+ * Pure: it sees the relation cache, a snapshot of the target's catalog and the events, never a
+ * connection. The meaning of each message follows PostgreSQL's own apply worker; the speed comes
+ * from collapsing the changes to each row of a keyed table into their net effect and applying each
+ * table's net changes as a handful of set-wise statements. That reordering is invisible because the
+ * whole batch commits as one target transaction, and it never crosses a DDL or TRUNCATE.
+ */
+
+export interface PlanState {
+  relations: Map<number, CachedRelation>;
+  /** Custom (non built-in) source types by OID, from `type` messages. */
+  types: Map<number, { namespace: string; name: string }>;
+  lastCommitLsn: bigint | null;
+  /** The batch starts inside a source transaction whose first part an earlier run applied. */
+  inTransaction: boolean;
+}
+
+export type Step =
+  | { kind: "ddl"; sql: string; table: string; offset: bigint }
+  | {
+      kind: "dml";
+      op: "insert" | "update" | "delete";
+      statement: Statement;
+      table: string;
+      fromOffset: bigint;
+      toOffset: bigint;
+      /** Rows this statement must touch; fewer means rows the target lacks. */
+      rows: number;
+    }
+  | { kind: "truncate"; sql: string; table: string; offset: bigint };
+
+export interface PlanStats {
+  transactions: number;
+  skippedTransactions: number;
+  inserts: number;
+  updates: number;
+  deletes: number;
+  truncates: number;
+}
+
+export interface Plan {
+  steps: Step[];
+  state: PlanState;
+  stats: PlanStats;
+  warnings: string[];
+}
+
+export function plan(events: Iterable<Event>, state: PlanState, catalog: Catalog): Plan {
+  const p = new Planner(state, catalog);
+  for (const ev of events) p.add(ev);
+  return p.finish();
+}
+
+type EntryState = "insert" | "update" | "delete" | "replace" | "gone";
+
+/** The net effect so far of the changes to one row (by key) of a keyed table. */
+interface Entry {
+  state: EntryState;
+  /** Key the row had before the batch touched it (how the target finds it). */
+  match: Value[];
+  /** Full row image after the changes; may hold UNCHANGED for "update". */
+  image: Value[] | null;
+  from: bigint;
+  to: bigint;
+}
+
+interface KeyedPending {
+  kind: "keyed";
+  rel: CachedRelation;
+  keyCols: number[];
+  entries: Map<string, Entry>;
+}
+
+interface Run {
+  op: "insert" | "update" | "delete";
+  setCols: number[];
+  rows: Cell[][];
+  seen: Set<string>;
+  from: bigint;
+  to: bigint;
+}
+
+/** Tables without a key (REPLICA IDENTITY FULL): changes stay in order, one row touched each. */
+interface OrderedPending {
+  kind: "ordered";
+  rel: CachedRelation;
+  runs: Run[];
+}
+
+type Pending = KeyedPending | OrderedPending;
+
+interface Phases {
+  deletes: Step[];
+  updates: Step[];
+  inserts: Step[];
+}
+
+function shapeOf(rel: CachedRelation): TableShape {
+  return {
+    schema: rel.relation.namespace,
+    name: rel.relation.name,
+    columns: rel.relation.columns.map((c) => c.name),
+    casts: rel.casts,
+  };
+}
+
+function nameOf(r: Relation): string {
+  return displayName(r.namespace, r.name);
+}
+
+const rowKey = (values: Value[]) => JSON.stringify(values.map((v) => (v === UNCHANGED ? { u: 1 } : v)));
+
+function merge(newer: Value[], older: Value[]): Value[] {
+  return newer.map((v, i) => (v === UNCHANGED ? (older[i] as Value) : v));
+}
+
+class Planner {
+  private readonly steps: Step[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private readonly relations: Map<number, CachedRelation>;
+  private readonly types: Map<number, { namespace: string; name: string }>;
+  private readonly tables: Map<string, TargetTable>;
+  private lastCommitLsn: bigint | null;
+  private inTxn: boolean;
+  private skipping = false;
+  private txnLsn: bigint | null = null;
+  private readonly warnings: string[] = [];
+  private readonly stats: PlanStats = {
+    transactions: 0,
+    skippedTransactions: 0,
+    inserts: 0,
+    updates: 0,
+    deletes: 0,
+    truncates: 0,
+  };
+
+  constructor(
+    state: PlanState,
+    private readonly catalog: Catalog,
+  ) {
+    this.relations = new Map(state.relations);
+    this.types = new Map(state.types);
+    this.tables = new Map(catalog.tables);
+    this.lastCommitLsn = state.lastCommitLsn;
+    this.inTxn = state.inTransaction;
+  }
+
+  add(ev: Event): void {
+    switch (ev.kind) {
+      case "begin":
+        if (this.inTxn)
+          throw new RecordError(ev.offset, "begin inside a source transaction that never committed");
+        this.inTxn = true;
+        this.txnLsn = ev.finalLsn;
+        // The inbound connector re-sends transactions after a restart; commit LSNs tell them apart.
+        this.skipping = this.lastCommitLsn !== null && ev.finalLsn <= this.lastCommitLsn;
+        return;
+      case "commit":
+        if (!this.inTxn) throw new RecordError(ev.offset, "commit without a begin");
+        if (this.txnLsn !== null && ev.commitLsn !== this.txnLsn)
+          throw new RecordError(
+            ev.offset,
+            `commit_lsn ${ev.commitLsn} does not match the begin's final_lsn ${this.txnLsn}`,
+          );
+        if (this.skipping) this.stats.skippedTransactions++;
+        else {
+          this.stats.transactions++;
+          this.lastCommitLsn = ev.commitLsn;
+        }
+        this.inTxn = false;
+        this.skipping = false;
+        this.txnLsn = null;
+        return;
+      case "origin":
+        return;
+      case "type":
+        this.types.set(ev.id, { namespace: ev.namespace, name: ev.name });
+        return;
+    }
+    if (!this.inTxn)
+      throw new RecordError(ev.offset, `${ev.kind} outside a source transaction (no begin before it)`);
+    if (this.skipping) return;
+    switch (ev.kind) {
+      case "relation":
+        this.onRelation(ev);
+        return;
+      case "insert":
+        this.onInsert(ev);
+        return;
+      case "update":
+        this.onUpdate(ev);
+        return;
+      case "delete":
+        this.onDelete(ev);
+        return;
+      case "truncate":
+        this.onTruncate(ev);
+        return;
+    }
+  }
+
+  finish(): Plan {
+    this.flushAll();
+    return {
+      steps: this.steps,
+      state: {
+        relations: this.relations,
+        types: this.types,
+        lastCommitLsn: this.lastCommitLsn,
+        inTransaction: this.inTxn,
+      },
+      stats: this.stats,
+      warnings: this.warnings,
+    };
+  }
+
+  // ---- relations and DDL -------------------------------------------------------------------
+
+  private resolve(rel: Relation, col: number, offset: bigint): { ddl: string; cast: string } {
+    const c = rel.columns[col];
+    if (!c) throw new Error("column index out of range");
+    const t = this.catalog.types.get(typeKey(c.typeId, c.typeModifier));
+    if (t) return t;
+    const custom = this.types.get(c.typeId);
+    throw new RecordError(
+      offset,
+      custom
+        ? `column "${c.name}" has type ${custom.name} (source OID ${c.typeId}), which the target database does not have`
+        : `column "${c.name}" has type OID ${c.typeId}, which is not built in and no type message named it`,
+      nameOf(rel),
+    );
+  }
+
+  private ddl(sql: string, rel: Relation, offset: bigint): void {
+    this.steps.push({ kind: "ddl", sql, table: nameOf(rel), offset });
+  }
+
+  private onRelation(ev: RelationEvent): void {
+    const rel = ev.relation;
+    const cached = this.relations.get(rel.relId);
+    if (cached && JSON.stringify(cached.relation) === JSON.stringify(rel)) return;
+    // Changes queued under the old shape must land before the table changes.
+    this.flushTable(rel.relId);
+    const next = cached ? this.evolve(cached, rel, ev.offset) : this.adoptOrCreate(rel, ev.offset);
+    this.relations.set(rel.relId, next);
+  }
+
+  private adoptOrCreate(rel: Relation, offset: bigint): CachedRelation {
+    const key = tableKey(rel.namespace, rel.name);
+    const existing = this.tables.get(key);
+    if (existing) {
+      const casts: string[] = [];
+      rel.columns.forEach((c, i) => {
+        const tc = existing.columns.find((x) => x.name === c.name);
+        if (tc) casts.push(tc.cast);
+        else {
+          const t = this.resolve(rel, i, offset);
+          this.ddl(
+            `ALTER TABLE ${qualified(rel.namespace, rel.name)} ADD COLUMN ${quoteIdent(c.name)} ${t.ddl}`,
+            rel,
+            offset,
+          );
+          existing.columns.push({ name: c.name, cast: t.cast });
+          casts.push(t.cast);
+        }
+      });
+      return { relation: rel, casts };
+    }
+    const types = rel.columns.map((_, i) => this.resolve(rel, i, offset));
+    const defs = rel.columns.map((c, i) => `${quoteIdent(c.name)} ${(types[i] as { ddl: string }).ddl}`);
+    const keyCols = rel.columns.filter((c) => c.key);
+    if ((rel.replicaIdentity === "default" || rel.replicaIdentity === "index") && keyCols.length > 0)
+      defs.push(`PRIMARY KEY (${keyCols.map((c) => quoteIdent(c.name)).join(", ")})`);
+    this.ddl(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(rel.namespace)}`, rel, offset);
+    this.ddl(`CREATE TABLE ${qualified(rel.namespace, rel.name)} (${defs.join(", ")})`, rel, offset);
+    const casts = types.map((t) => t.cast);
+    this.tables.set(key, {
+      schema: rel.namespace,
+      name: rel.name,
+      columns: rel.columns.map((c, i) => ({ name: c.name, cast: casts[i] as string })),
+    });
+    return { relation: rel, casts };
+  }
+
+  private evolve(cached: CachedRelation, rel: Relation, offset: bigint): CachedRelation {
+    const old = cached.relation;
+    let schema = old.namespace;
+    let name = old.name;
+    const oldKey = tableKey(schema, name);
+    const model = this.tables.get(oldKey) ?? { schema, name, columns: [] };
+    this.tables.delete(oldKey);
+    if (rel.namespace !== schema) {
+      this.ddl(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(rel.namespace)}`, rel, offset);
+      this.ddl(`ALTER TABLE ${qualified(schema, name)} SET SCHEMA ${quoteIdent(rel.namespace)}`, rel, offset);
+      schema = rel.namespace;
+    }
+    if (rel.name !== name) {
+      this.ddl(`ALTER TABLE ${qualified(schema, name)} RENAME TO ${quoteIdent(rel.name)}`, rel, offset);
+      name = rel.name;
+    }
+    const table = qualified(schema, name);
+    const oldNames = new Set(old.columns.map((c) => c.name));
+    const newNames = new Set(rel.columns.map((c) => c.name));
+    const casts: string[] = [];
+    const dropCol = (colName: string) => {
+      this.ddl(`ALTER TABLE ${table} DROP COLUMN ${quoteIdent(colName)}`, rel, offset);
+      model.columns = model.columns.filter((c) => c.name !== colName);
+    };
+    const addCol = (j: number) => {
+      const c = rel.columns[j] as Relation["columns"][number];
+      const t = this.resolve(rel, j, offset);
+      this.ddl(`ALTER TABLE ${table} ADD COLUMN ${quoteIdent(c.name)} ${t.ddl}`, rel, offset);
+      model.columns.push({ name: c.name, cast: t.cast });
+      casts.push(t.cast);
+    };
+    // Columns keep their order in relation messages: drops remove, renames stay in place, adds append.
+    let i = 0;
+    let j = 0;
+    while (i < old.columns.length && j < rel.columns.length) {
+      const o = old.columns[i] as Relation["columns"][number];
+      const n = rel.columns[j] as Relation["columns"][number];
+      if (o.name === n.name) {
+        if (o.typeId !== n.typeId || o.typeModifier !== n.typeModifier) {
+          const t = this.resolve(rel, j, offset);
+          this.ddl(
+            `ALTER TABLE ${table} ALTER COLUMN ${quoteIdent(n.name)} TYPE ${t.ddl} USING ${quoteIdent(n.name)}::${t.ddl}`,
+            rel,
+            offset,
+          );
+          const mc = model.columns.find((c) => c.name === n.name);
+          if (mc) mc.cast = t.cast;
+          casts.push(t.cast);
+        } else casts.push(cached.casts[i] as string);
+        i++;
+        j++;
+      } else if (!newNames.has(o.name)) {
+        if (!oldNames.has(n.name) && o.typeId === n.typeId && o.typeModifier === n.typeModifier) {
+          this.ddl(
+            `ALTER TABLE ${table} RENAME COLUMN ${quoteIdent(o.name)} TO ${quoteIdent(n.name)}`,
+            rel,
+            offset,
+          );
+          const mc = model.columns.find((c) => c.name === o.name);
+          if (mc) mc.name = n.name;
+          casts.push(cached.casts[i] as string);
+          j++;
+        } else dropCol(o.name);
+        i++;
+      } else if (!oldNames.has(n.name)) {
+        addCol(j);
+        j++;
+      } else {
+        throw new RecordError(
+          offset,
+          `columns changed order (${o.name}, ${n.name}); cannot follow`,
+          nameOf(rel),
+        );
+      }
+    }
+    for (; i < old.columns.length; i++) dropCol((old.columns[i] as Relation["columns"][number]).name);
+    for (; j < rel.columns.length; j++) addCol(j);
+    model.schema = schema;
+    model.name = name;
+    this.tables.set(tableKey(schema, name), model);
+    return { relation: rel, casts };
+  }
+
+  // ---- changes ----------------------------------------------------------------------------
+
+  private relationFor(
+    ev: InsertEvent | UpdateEvent | DeleteEvent,
+    ...tuples: (Value[] | null)[]
+  ): CachedRelation {
+    const rel = this.relations.get(ev.relId);
+    if (!rel)
+      throw new RecordError(
+        ev.offset,
+        `unknown rel_id ${ev.relId}: no relation message for it came before this ${ev.kind}`,
+      );
+    const n = rel.relation.columns.length;
+    for (const t of tuples)
+      if (t && t.length !== n)
+        throw new RecordError(
+          ev.offset,
+          `tuple has ${t.length} values but the relation has ${n} columns`,
+          nameOf(rel.relation),
+        );
+    return rel;
+  }
+
+  private pendingFor(rel: CachedRelation): Pending {
+    const id = rel.relation.relId;
+    let p = this.pending.get(id);
+    if (!p) {
+      if (rel.relation.replicaIdentity === "full") p = { kind: "ordered", rel, runs: [] };
+      else
+        p = {
+          kind: "keyed",
+          rel,
+          keyCols: rel.relation.columns.flatMap((c, i) => (c.key ? [i] : [])),
+          entries: new Map(),
+        };
+      this.pending.set(id, p);
+    }
+    return p;
+  }
+
+  private keyOf(p: KeyedPending, tuple: Value[], offset: bigint, what: string): Value[] {
+    if (p.keyCols.length === 0)
+      throw new RecordError(
+        offset,
+        `${what} on a table without a replica identity key (replica identity ${p.rel.relation.replicaIdentity})`,
+        nameOf(p.rel.relation),
+      );
+    const key = p.keyCols.map((c) => tuple[c] as Value);
+    if (key.some((v) => v === UNCHANGED || v === null))
+      throw new RecordError(offset, `${what} has a NULL or missing key value`, nameOf(p.rel.relation));
+    return key;
+  }
+
+  private onInsert(ev: InsertEvent): void {
+    const rel = this.relationFor(ev, ev.tuple);
+    if (ev.tuple.includes(UNCHANGED))
+      throw new RecordError(ev.offset, "insert carries an unchanged-TOAST value", nameOf(rel.relation));
+    this.stats.inserts++;
+    let p = this.pendingFor(rel);
+    if (p.kind === "ordered") {
+      this.addRun(p, "insert", ev.offset, ev.tuple, null);
+      return;
+    }
+    const k = rowKey(this.keyOf(p, ev.tuple, ev.offset, "insert"));
+    let e = p.entries.get(k);
+    if (e && e.state !== "delete" && e.state !== "gone") {
+      // Two live inserts of one key: let the target judge them in order.
+      p = this.refresh(rel);
+      e = undefined;
+    }
+    if (!e) p.entries.set(k, { state: "insert", match: [], image: ev.tuple, from: ev.offset, to: ev.offset });
+    else {
+      e.state = e.state === "delete" ? "replace" : "insert";
+      e.image = ev.tuple;
+      e.to = ev.offset;
+    }
+  }
+
+  private onUpdate(ev: UpdateEvent): void {
+    const rel = this.relationFor(ev, ev.newTuple, ev.oldTuple, ev.keyTuple);
+    this.stats.updates++;
+    let p = this.pendingFor(rel);
+    if (p.kind === "ordered") {
+      if (!ev.oldTuple)
+        throw new RecordError(
+          ev.offset,
+          "update without old_tuple on a REPLICA IDENTITY FULL table",
+          nameOf(rel.relation),
+        );
+      this.addRun(p, "update", ev.offset, ev.oldTuple, ev.newTuple);
+      return;
+    }
+    const newKey = this.keyOf(p, ev.newTuple, ev.offset, "update");
+    const oldKey = ev.keyTuple ? this.keyOf(p, ev.keyTuple, ev.offset, "update key_tuple") : newKey;
+    if (rowKey(oldKey) !== rowKey(newKey)) {
+      // The key moved: apply everything queued for the table, then move this one row in place.
+      this.flushTable(rel.relation.relId);
+      const setCols = ev.newTuple.flatMap((v, i) => (v === UNCHANGED ? [] : [i]));
+      const shape = shapeOf(rel);
+      const row = [...oldKey, ...setCols.map((c) => ev.newTuple[c] as Cell)] as Cell[];
+      this.steps.push({
+        kind: "dml",
+        op: "update",
+        statement: updateRows(shape, { cols: p.keyCols, mode: "key" }, setCols, [row]),
+        table: nameOf(rel.relation),
+        fromOffset: ev.offset,
+        toOffset: ev.offset,
+        rows: 1,
+      });
+      return;
+    }
+    const k = rowKey(newKey);
+    let e = p.entries.get(k);
+    if (e && (e.state === "delete" || e.state === "gone")) {
+      p = this.refresh(rel);
+      e = undefined;
+    }
+    if (!e)
+      p.entries.set(k, {
+        state: "update",
+        match: newKey,
+        image: ev.newTuple,
+        from: ev.offset,
+        to: ev.offset,
+      });
+    else {
+      e.image = merge(ev.newTuple, e.image as Value[]);
+      e.to = ev.offset;
+    }
+  }
+
+  private onDelete(ev: DeleteEvent): void {
+    const rel = this.relationFor(ev, ev.oldTuple, ev.keyTuple);
+    this.stats.deletes++;
+    let p = this.pendingFor(rel);
+    if (p.kind === "ordered") {
+      if (!ev.oldTuple)
+        throw new RecordError(
+          ev.offset,
+          "delete without old_tuple on a REPLICA IDENTITY FULL table",
+          nameOf(rel.relation),
+        );
+      this.addRun(p, "delete", ev.offset, ev.oldTuple, null);
+      return;
+    }
+    const key = this.keyOf(p, (ev.keyTuple ?? ev.oldTuple) as Value[], ev.offset, "delete");
+    const k = rowKey(key);
+    let e = p.entries.get(k);
+    if (e && (e.state === "delete" || e.state === "gone")) {
+      p = this.refresh(rel);
+      e = undefined;
+    }
+    if (!e) p.entries.set(k, { state: "delete", match: key, image: null, from: ev.offset, to: ev.offset });
+    else {
+      e.state = e.state === "insert" ? "gone" : "delete";
+      e.image = null;
+      e.to = ev.offset;
+    }
+  }
+
+  /** Applies what is queued for a table and starts a fresh queue for it. */
+  private refresh(rel: CachedRelation): KeyedPending {
+    this.flushTable(rel.relation.relId);
+    return this.pendingFor(rel) as KeyedPending;
+  }
+
+  /** Queues a change to a FULL table; `matchOrRow` is the inserted row or the old row to find. */
+  private addRun(
+    p: OrderedPending,
+    op: Run["op"],
+    offset: bigint,
+    matchOrRow: Value[],
+    newTuple: Value[] | null,
+  ): void {
+    if (op !== "insert" && matchOrRow.includes(UNCHANGED))
+      throw new RecordError(offset, "old_tuple carries an unchanged-TOAST value", nameOf(p.rel.relation));
+    const setCols = newTuple ? newTuple.flatMap((v, i) => (v === UNCHANGED ? [] : [i])) : [];
+    const oldKey = rowKey(matchOrRow);
+    let run = p.runs[p.runs.length - 1];
+    // One statement sees the table as it was before it; a row it changes twice needs two.
+    if (
+      !run ||
+      run.op !== op ||
+      run.setCols.join() !== setCols.join() ||
+      (op !== "insert" && run.seen.has(oldKey))
+    ) {
+      run = { op, setCols, rows: [], seen: new Set(), from: offset, to: offset };
+      p.runs.push(run);
+    }
+    const row: Cell[] = [...(matchOrRow as Cell[]), ...setCols.map((c) => (newTuple as Value[])[c] as Cell)];
+    run.rows.push(row);
+    if (op !== "insert") {
+      run.seen.add(oldKey);
+      if (newTuple) run.seen.add(rowKey(merge(newTuple, matchOrRow)));
+    }
+    run.to = offset;
+  }
+
+  private onTruncate(ev: TruncateEvent): void {
+    const rels = ev.relIds.map((id) => {
+      const r = this.relations.get(id);
+      if (!r)
+        throw new RecordError(
+          ev.offset,
+          `unknown rel_id ${id} in truncate: no relation message for it came before`,
+        );
+      return r.relation;
+    });
+    // TRUNCATE (and its CASCADE) reaches beyond one table: everything queued goes first.
+    this.flushAll();
+    this.stats.truncates++;
+    const opts = `${ev.restartIdentity ? " RESTART IDENTITY" : ""}${ev.cascade ? " CASCADE" : ""}`;
+    this.steps.push({
+      kind: "truncate",
+      sql: `TRUNCATE TABLE ${rels.map((r) => qualified(r.namespace, r.name)).join(", ")}${opts}`,
+      table: rels.map(nameOf).join(", "),
+      offset: ev.offset,
+    });
+  }
+
+  // ---- flushing queued changes into statements ------------------------------------------------
+
+  private flushTable(relId: number): void {
+    const p = this.pending.get(relId);
+    if (!p) return;
+    this.pending.delete(relId);
+    const ph = this.phases(p);
+    this.steps.push(...ph.deletes, ...ph.updates, ...ph.inserts);
+  }
+
+  private flushAll(): void {
+    const all = [...this.pending.values()].map((p) => this.phases(p));
+    this.pending.clear();
+    // Deletes first and inserts last, across tables, so parent/child rows meet the order they need.
+    for (const ph of all) this.steps.push(...ph.deletes);
+    for (const ph of all) this.steps.push(...ph.updates);
+    for (const ph of all) this.steps.push(...ph.inserts);
+  }
+
+  private phases(p: Pending): Phases {
+    const out: Phases = { deletes: [], updates: [], inserts: [] };
+    const shape = shapeOf(p.rel);
+    const table = nameOf(p.rel.relation);
+    const allCols = p.rel.relation.columns.map((_, i) => i);
+    if (p.kind === "ordered") {
+      const full: MatchSpec = { cols: allCols, mode: "full" };
+      for (const run of p.runs) {
+        const statement =
+          run.op === "insert"
+            ? insertRows(shape, allCols, run.rows)
+            : run.op === "update"
+              ? updateRows(shape, full, run.setCols, run.rows)
+              : deleteRows(shape, full, run.rows);
+        out.updates.push({
+          kind: "dml",
+          op: run.op,
+          statement,
+          table,
+          fromOffset: run.from,
+          toOffset: run.to,
+          rows: run.rows.length,
+        });
+      }
+      return out;
+    }
+    const key: MatchSpec = { cols: p.keyCols, mode: "key" };
+    const span = (es: Entry[]) => {
+      let from = (es[0] as Entry).from;
+      let to = (es[0] as Entry).to;
+      for (const e of es) {
+        if (e.from < from) from = e.from;
+        if (e.to > to) to = e.to;
+      }
+      return { fromOffset: from, toOffset: to };
+    };
+    const entries = [...p.entries.values()];
+    const dels = entries.filter((e) => e.state === "delete" || e.state === "replace");
+    if (dels.length > 0)
+      out.deletes.push({
+        kind: "dml",
+        op: "delete",
+        statement: deleteRows(
+          shape,
+          key,
+          dels.map((e) => e.match as Cell[]),
+        ),
+        table,
+        ...span(dels),
+        rows: dels.length,
+      });
+    const keySet = new Set(p.keyCols);
+    const byMask = new Map<string, { setCols: number[]; es: Entry[] }>();
+    for (const e of entries) {
+      if (e.state !== "update") continue;
+      const img = e.image as Value[];
+      let setCols = allCols.filter((c) => !keySet.has(c) && img[c] !== UNCHANGED);
+      if (setCols.length === 0) setCols = p.keyCols;
+      const m = setCols.join();
+      const g = byMask.get(m) ?? { setCols, es: [] };
+      byMask.set(m, g);
+      g.es.push(e);
+    }
+    for (const { setCols, es } of byMask.values())
+      out.updates.push({
+        kind: "dml",
+        op: "update",
+        statement: updateRows(
+          shape,
+          key,
+          setCols,
+          es.map((e) => [...(e.match as Cell[]), ...setCols.map((c) => (e.image as Value[])[c] as Cell)]),
+        ),
+        table,
+        ...span(es),
+        rows: es.length,
+      });
+    const ins = entries.filter((e) => e.state === "insert" || e.state === "replace");
+    if (ins.length > 0)
+      out.inserts.push({
+        kind: "dml",
+        op: "insert",
+        statement: insertRows(
+          shape,
+          allCols,
+          ins.map((e) => e.image as Cell[]),
+        ),
+        table,
+        ...span(ins),
+        rows: ins.length,
+      });
+    return out;
+  }
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import pg from "pg";
+import { parseConnectorConfig, type SinkConfig } from "./config.js";
+import { asError, ConfigError } from "./errors.js";
+import { jsonLogger, redact } from "./log.js";
+import { defaultOpenSource, runOnce } from "./run.js";
+import { loadState } from "./state.js";
+
+const USAGE = `usage: fluvio-postgres-sink <command> --config <connector.yaml>
+
+commands:
+  run      apply one bounded batch of records to the target, print a JSON summary on stdout
+  status   print the stored offset, the source's end and the lag
+
+Logs go to stderr as JSON lines. Exit status: 0 done (or another run holds the partition),
+1 the run failed and applied nothing, 2 bad usage or configuration.`;
+
+async function loadConfig(path: string): Promise<SinkConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch {
+    throw new ConfigError(`cannot read config file ${path}`);
+  }
+  return parseConnectorConfig(text, { baseDir: dirname(resolve(path)), origin: path });
+}
+
+async function status(config: SinkConfig): Promise<Record<string, unknown>> {
+  const client = new pg.Client({ connectionString: config.databaseUrl });
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    const key = { connector: config.name, topic: config.topic, partition: config.partition };
+    const exists = await client.query("SELECT to_regclass($1) IS NOT NULL AS ok", [
+      `"${config.stateSchema.replaceAll('"', '""')}".state`,
+    ]);
+    const state = exists.rows[0]?.ok ? await loadState(client, config.stateSchema, key) : null;
+    const source = defaultOpenSource(config);
+    const end = await source.endOffset();
+    await source.close();
+    const next = state?.nextOffset ?? 0n;
+    return {
+      ...key,
+      next_offset: next.toString(),
+      end_offset: end === null ? null : end.toString(),
+      lag: end === null ? null : Number(end > next ? end - next : 0n),
+      last_commit_lsn: state?.lastCommitLsn?.toString() ?? null,
+      tables: state
+        ? [...state.relations.values()].map((r) => `${r.relation.namespace}.${r.relation.name}`)
+        : [],
+    };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const log = jsonLogger();
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
+    });
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const [command] = parsed.positionals;
+  if (parsed.values.help || !command) {
+    process.stdout.write(`${USAGE}\n`);
+    return parsed.values.help ? 0 : 2;
+  }
+  if (command !== "run" && command !== "status") {
+    process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
+    return 2;
+  }
+  const configPath = parsed.values.config;
+  if (typeof configPath !== "string") {
+    process.stderr.write(`--config <connector.yaml> is required\n${USAGE}\n`);
+    return 2;
+  }
+  let config: SinkConfig;
+  try {
+    config = await loadConfig(configPath);
+  } catch (e) {
+    log.error(redact(asError(e).message));
+    return 2;
+  }
+  try {
+    const out = command === "run" ? await runOnce(config, { log }) : await status(config);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return 0;
+  } catch (e) {
+    const err = asError(e);
+    log.error(redact(err.message), { error: err.name });
+    return 1;
+  }
+}
+
+const invokedDirectly = process.argv[1] && /cli\.(ts|js)$/.test(process.argv[1]);
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`${redact(String(e))}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

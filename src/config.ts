@@ -1,0 +1,167 @@
+import { isAbsolute, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { MissingRows } from "./apply/execute.js";
+import { ConfigError } from "./errors.js";
+
+/** Everything one run needs, validated. */
+export interface SinkConfig {
+  name: string;
+  topic: string;
+  partition: number;
+  databaseUrl: string;
+  source: { kind: "file"; path: string } | { kind: "fluvio"; endpoint: string | null };
+  maxRecords: number;
+  /** A source transaction longer than this is applied in parts (loudly) to bound memory. */
+  maxTransactionRecords: number;
+  stateSchema: string;
+  missingRows: MissingRows;
+}
+
+export const DEFAULTS = {
+  partition: 0,
+  maxRecords: 1000,
+  maxTransactionRecords: 1_000_000,
+  stateSchema: "fluvio_sink",
+  missingRows: "skip" as MissingRows,
+};
+
+const PARAMETERS = [
+  "url",
+  "source",
+  "fluvio_endpoint",
+  "partition",
+  "max_records",
+  "max_transaction_records",
+  "state_schema",
+  "missing_rows",
+];
+
+const URL_SECRET = "FLUVIO_PG_DATABASE_URL";
+
+/**
+ * Reads the connector config format the Fluvio docs show for this connector (version, name, type,
+ * topic, parameters, secrets). Every problem is reported at once, each naming its setting; a
+ * database URL is never echoed back.
+ */
+export function parseConnectorConfig(
+  text: string,
+  opts: { env?: NodeJS.ProcessEnv; baseDir?: string; origin?: string } = {},
+): SinkConfig {
+  const env = opts.env ?? process.env;
+  const origin = opts.origin ?? "config";
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new ConfigError(`${origin}: not valid YAML: ${(e as Error).message.split("\n")[0]}`);
+  }
+  if (!isObject(doc))
+    throw new ConfigError(`${origin}: expected a mapping with name, type, topic and parameters`);
+  const problems: string[] = [];
+  const str = (v: unknown, where: string, required: boolean): string | undefined => {
+    if (v === undefined || v === null) {
+      if (required) problems.push(`${where} is required`);
+      return undefined;
+    }
+    if (typeof v !== "string" || v.trim() === "") {
+      problems.push(`${where} must be a non-empty string`);
+      return undefined;
+    }
+    return v;
+  };
+  const int = (v: unknown, where: string, min: number, def: number): number => {
+    if (v === undefined || v === null) return def;
+    const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < min) {
+      problems.push(`${where} must be an integer >= ${min}`);
+      return def;
+    }
+    return n;
+  };
+
+  const name = str(doc.name, "name", true);
+  const type = str(doc.type, "type", true);
+  if (type !== undefined && type !== "postgres-sink")
+    problems.push(`type must be postgres-sink (got ${JSON.stringify(type)})`);
+  const topic = str(doc.topic, "topic", true);
+  const params = doc.parameters ?? {};
+  if (!isObject(params)) problems.push("parameters must be a mapping");
+  const p = isObject(params) ? params : {};
+  for (const k of Object.keys(p))
+    if (!PARAMETERS.includes(k))
+      problems.push(`parameters.${k} is not a known setting (known: ${PARAMETERS.join(", ")})`);
+  const secrets = doc.secrets ?? {};
+  if (!isObject(secrets)) problems.push("secrets must be a mapping of NAME: value");
+  const secret = (n: string): string | undefined => {
+    const v = isObject(secrets) ? secrets[n] : undefined;
+    if (typeof v === "string" && v !== "") return v;
+    return env[n] || undefined;
+  };
+
+  let databaseUrl: string | undefined;
+  const rawUrl = p.url;
+  if (rawUrl === undefined || rawUrl === null) {
+    databaseUrl = secret(URL_SECRET);
+    if (!databaseUrl)
+      problems.push(`parameters.url is missing and no ${URL_SECRET} is set in secrets or the environment`);
+  } else if (typeof rawUrl !== "string") problems.push("parameters.url must be a string");
+  else {
+    const ref = /^\s*(?:\$\{\{\s*)?secrets\.([A-Za-z_][A-Za-z0-9_]*)(?:\s*\}\})?\s*$/.exec(rawUrl);
+    if (ref) {
+      databaseUrl = secret(ref[1] as string);
+      if (!databaseUrl)
+        problems.push(
+          `parameters.url names secret ${ref[1]}, which is set neither in secrets nor in the environment`,
+        );
+    } else databaseUrl = rawUrl;
+  }
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl))
+    problems.push("parameters.url must be a postgres:// or postgresql:// URL");
+
+  let source: SinkConfig["source"] = { kind: "fluvio", endpoint: null };
+  const rawSource = p.source;
+  if (rawSource !== undefined && rawSource !== null && rawSource !== "fluvio") {
+    if (typeof rawSource === "string" && rawSource.startsWith("file:") && rawSource.length > 5) {
+      const path = rawSource.slice(5);
+      source = { kind: "file", path: isAbsolute(path) ? path : resolve(opts.baseDir ?? process.cwd(), path) };
+    } else
+      problems.push(`parameters.source must be "fluvio" or "file:<path>" (got ${JSON.stringify(rawSource)})`);
+  }
+  const endpoint = str(p.fluvio_endpoint, "parameters.fluvio_endpoint", false);
+  if (endpoint !== undefined) {
+    if (!/^[^\s:]+:\d{1,5}$/.test(endpoint)) problems.push("parameters.fluvio_endpoint must be host:port");
+    if (source.kind === "fluvio") source = { kind: "fluvio", endpoint };
+  }
+
+  const partition = int(p.partition, "parameters.partition", 0, DEFAULTS.partition);
+  const maxRecords = int(p.max_records, "parameters.max_records", 1, DEFAULTS.maxRecords);
+  const maxTransactionRecords = int(
+    p.max_transaction_records,
+    "parameters.max_transaction_records",
+    1,
+    DEFAULTS.maxTransactionRecords,
+  );
+  if (maxTransactionRecords < maxRecords)
+    problems.push("parameters.max_transaction_records must be at least parameters.max_records");
+  const stateSchema = str(p.state_schema, "parameters.state_schema", false) ?? DEFAULTS.stateSchema;
+  const missingRows = p.missing_rows ?? DEFAULTS.missingRows;
+  if (missingRows !== "skip" && missingRows !== "error")
+    problems.push(`parameters.missing_rows must be "skip" or "error"`);
+
+  if (problems.length > 0) throw new ConfigError(`${origin}: ${problems.join("; ")}`);
+  return {
+    name: name as string,
+    topic: topic as string,
+    partition,
+    databaseUrl: databaseUrl as string,
+    source,
+    maxRecords,
+    maxTransactionRecords,
+    stateSchema,
+    missingRows: missingRows as MissingRows,
+  };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,29 @@
+/** Errors that name where they happened, so an operator can find the record or setting at fault. */
+
+export class SinkError extends Error {
+  override name = "SinkError";
+}
+
+/** A record that cannot be decoded or applied as it stands. */
+export class RecordError extends SinkError {
+  override name = "RecordError";
+  constructor(
+    readonly offset: bigint,
+    detail: string,
+    readonly table?: string,
+  ) {
+    super(`record at offset ${offset}${table ? ` (table ${table})` : ""}: ${detail}`);
+  }
+}
+
+/** A configuration value that is missing or wrong. */
+export class ConfigError extends SinkError {
+  override name = "ConfigError";
+}
+
+/** Turns anything thrown (including the Fluvio client's string arrays) into an Error. */
+export function asError(e: unknown): Error {
+  if (e instanceof Error) return e;
+  if (Array.isArray(e)) return new Error(e.map(String).join("; "));
+  return new Error(String(e));
+}

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { appendFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { DEFAULTS, type SinkConfig } from "../../src/config.js";
+import { silentLogger } from "../../src/log.js";
+import { type RunSummary, runOnce } from "../../src/run.js";
+import { WalCapture } from "./capture.js";
+import type { PgServer } from "./pg.js";
+
+/** A source database with WAL capture, a target database, and a topic export file between them. */
+export interface Pair {
+  source: pg.Client;
+  target: pg.Client;
+  sourceUrl: string;
+  targetUrl: string;
+  topicFile: string;
+  /** Every record written to the topic so far. */
+  records: string[];
+  /** Runs SQL on the source. */
+  sql(text: string, params?: unknown[]): Promise<pg.QueryResult>;
+  /** Moves what the source committed since the last call into the topic. */
+  capture(): Promise<string[]>;
+  config(overrides?: Partial<SinkConfig>): SinkConfig;
+  run(overrides?: Partial<SinkConfig>): Promise<RunSummary>;
+  /** Runs until a run consumes nothing; returns the summaries. */
+  runUntilIdle(overrides?: Partial<SinkConfig>): Promise<RunSummary[]>;
+  close(): Promise<void>;
+}
+
+export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
+  const sourceUrl = await server.createDatabase(`${name}_src`);
+  const targetUrl = await server.createDatabase(`${name}_dst`);
+  const source = new pg.Client({ connectionString: sourceUrl });
+  const target = new pg.Client({ connectionString: targetUrl });
+  await source.connect();
+  await target.connect();
+  const wal = await WalCapture.create(source);
+  const dir = mkdtempSync(join(tmpdir(), "fps-topic-"));
+  const topicFile = join(dir, "topic.jsonl");
+  writeFileSync(topicFile, "");
+  const records: string[] = [];
+  const config = (o: Partial<SinkConfig> = {}): SinkConfig => ({
+    name: `sink-${name}`,
+    topic: "postgres-topic",
+    partition: 0,
+    databaseUrl: targetUrl,
+    source: { kind: "file", path: topicFile },
+    maxRecords: DEFAULTS.maxRecords,
+    maxTransactionRecords: DEFAULTS.maxTransactionRecords,
+    stateSchema: DEFAULTS.stateSchema,
+    missingRows: "skip",
+    ...o,
+  });
+  const pair: Pair = {
+    source,
+    target,
+    sourceUrl,
+    targetUrl,
+    topicFile,
+    records,
+    sql: (text, params) => source.query(text, params),
+    async capture() {
+      const lines = await wal.take();
+      if (lines.length > 0) appendFileSync(topicFile, `${lines.join("\n")}\n`);
+      records.push(...lines);
+      return lines;
+    },
+    config,
+    run: (o) => runOnce(config(o), { log: silentLogger }),
+    async runUntilIdle(o) {
+      const out: RunSummary[] = [];
+      for (let i = 0; i < 10_000; i++) {
+        const s = await runOnce(config(o), { log: silentLogger });
+        out.push(s);
+        if (s.records === 0) return out;
+      }
+      throw new Error("runs never went idle");
+    },
+    async close() {
+      await source.end();
+      await target.end();
+    },
+  };
+  return pair;
+}
+
+async function tableRows(c: pg.Client, table: string): Promise<string[]> {
+  const r = await c.query(`SELECT x::text AS r FROM ${table} AS x`);
+  return r.rows.map((row) => row.r as string).sort();
+}
+
+async function tableColumns(c: pg.Client, table: string): Promise<string[]> {
+  const r = await c.query(
+    `SELECT attname || ' ' || format_type(atttypid, atttypmod) AS c FROM pg_attribute
+      WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [table],
+  );
+  return r.rows.map((row) => row.c as string);
+}
+
+/** Asserts that each table has the same columns (names, types) and the same rows on both sides. */
+export async function assertSameTables(p: Pair, tables: string[]): Promise<void> {
+  for (const t of tables) {
+    assert.deepEqual(await tableColumns(p.target, t), await tableColumns(p.source, t), `columns of ${t}`);
+    assert.deepEqual(await tableRows(p.target, t), await tableRows(p.source, t), `rows of ${t}`);
+  }
+}
+
+export async function storedOffset(p: Pair, connector = "sink-t"): Promise<string | null> {
+  const r = await p.target
+    .query(`SELECT next_offset::text AS o FROM fluvio_sink.state WHERE connector = $1`, [connector])
+    .catch(() => ({ rows: [] as { o: string }[] }));
+  return r.rows[0]?.o ?? null;
+}
