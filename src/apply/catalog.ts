@@ -12,6 +12,10 @@ import {
 /**
  * Reads, in two queries, what the planner needs to know about the target: the tables that relation
  * messages name (to adopt them) and how each source column type is spelled on the target.
+ *
+ * Casts use the type's internal name (pg_catalog.bpchar, not "character"): the SQL spellings imply a
+ * default typmod (character = char(1), bit = bit(1)) and would silently truncate. The column's own
+ * typmod is applied by the assignment, with the same checks the source had.
  */
 export async function loadCatalog(
   client: pg.ClientBase,
@@ -25,11 +29,13 @@ export async function loadCatalog(
   const names = new Map<string, [string, string]>();
   for (const r of relations) names.set(tableKey(r.namespace, r.name), [r.namespace, r.name]);
   const t = await client.query<{ s: string; t: string; col: string; cast: string }>(
-    `SELECT n.nspname AS s, c.relname AS t, a.attname AS col, format_type(a.atttypid, NULL) AS cast
+    `SELECT n.nspname AS s, c.relname AS t, a.attname AS col, format('%I.%I', tn.nspname, ty.typname) AS cast
        FROM unnest($1::text[], $2::text[]) AS w(s, t)
        JOIN pg_namespace n ON n.nspname = w.s
        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.t AND c.relkind IN ('r', 'p')
        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+       JOIN pg_type ty ON ty.oid = a.atttypid
+       JOIN pg_namespace tn ON tn.oid = ty.typnamespace
       ORDER BY n.nspname, c.relname, a.attnum`,
     [[...names.values()].map((x) => x[0]), [...names.values()].map((x) => x[1])],
   );
@@ -48,8 +54,9 @@ export async function loadCatalog(
   const custom = [...wanted.values()].filter((w) => w.oid >= FIRST_NORMAL_OID && customTypes.has(w.oid));
   if (builtin.length > 0) {
     const r = await client.query<{ oid: string; mod: number; ddl: string; cast: string }>(
-      `SELECT x.o::text AS oid, x.m AS mod, format_type(t.oid, x.m) AS ddl, format_type(t.oid, NULL) AS cast
-         FROM unnest($1::int8[], $2::int4[]) AS x(o, m) JOIN pg_type t ON t.oid = x.o::oid`,
+      `SELECT x.o::text AS oid, x.m AS mod, format_type(t.oid, x.m) AS ddl, format('%I.%I', n.nspname, t.typname) AS cast
+         FROM unnest($1::int8[], $2::int4[]) AS x(o, m)
+         JOIN pg_type t ON t.oid = x.o::oid JOIN pg_namespace n ON n.oid = t.typnamespace`,
       [builtin.map((w) => String(w.oid)), builtin.map((w) => w.mod)],
     );
     for (const row of r.rows) types.set(typeKey(Number(row.oid), row.mod), { ddl: row.ddl, cast: row.cast });
@@ -59,7 +66,7 @@ export async function loadCatalog(
     // the type's name as its namespace too, so a real schema match is preferred but not required.
     const r = await client.query<{ src: string; mod: number; ddl: string; cast: string }>(
       `SELECT DISTINCT ON (x.src, x.m) x.src::text AS src, x.m AS mod,
-              format_type(t.oid, x.m) AS ddl, format_type(t.oid, NULL) AS cast
+              format_type(t.oid, x.m) AS ddl, format('%I.%I', n.nspname, t.typname) AS cast
          FROM unnest($1::int8[], $2::text[], $3::text[], $4::int4[]) AS x(src, ns, name, m)
          JOIN pg_type t ON t.typname = x.name
          JOIN pg_namespace n ON n.oid = t.typnamespace

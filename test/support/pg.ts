@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -144,7 +144,13 @@ export async function startPostgres(): Promise<PgServer> {
   const child = spawn(c2, a2, { stdio: ["ignore", "pipe", "pipe"] });
   child.stdout?.on("data", (d) => (output += d));
   child.stderr?.on("data", (d) => (output += d));
-  const kill = () => child.kill("SIGKILL");
+  const kill = () => {
+    try {
+      const pid = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+      if (pid) process.kill(pid, "SIGKILL");
+    } catch {}
+    child.kill("SIGKILL");
+  };
   process.once("exit", kill);
   const base = `postgres://postgres:${TEST_PASSWORD}@127.0.0.1:${port}`;
   await waitReady(`${base}/postgres`, child, () => output);
@@ -161,8 +167,15 @@ export async function startPostgres(): Promise<PgServer> {
       process.removeListener("exit", kill);
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGINT");
+        // Signal the postmaster itself: runuser does not pass every signal on.
+        let pid = child.pid;
+        try {
+          pid = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+        } catch {}
+        if (pid) process.kill(pid, "SIGINT");
+        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
         await exited;
+        clearTimeout(timer);
       }
       rmSync(dir, { recursive: true, force: true });
     },
