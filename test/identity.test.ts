@@ -28,7 +28,9 @@ test("replica identity DEFAULT: updates by key, primary-key change moves the row
   await p.sql(`UPDATE acct SET owner = 'moved' WHERE id = 1001`);
   await p.sql(`DELETE FROM acct WHERE id BETWEEN 40 AND 45`);
   await sync(["acct"]);
-  await p.sql(`BEGIN; UPDATE acct SET id = 1 WHERE id = 1001; UPDATE acct SET id = 1001 WHERE id = 1002; COMMIT`);
+  await p.sql(
+    `BEGIN; UPDATE acct SET id = 1 WHERE id = 1001; UPDATE acct SET id = 1001 WHERE id = 1002; COMMIT`,
+  );
   await sync(["acct"]);
 });
 
@@ -46,11 +48,19 @@ test("composite key and REPLICA IDENTITY USING INDEX", async () => {
 test("REPLICA IDENTITY FULL with duplicate rows touches exactly one row per change", async () => {
   await p.sql(`CREATE TABLE dup (x int, y text, j json)`);
   await p.sql(`ALTER TABLE dup REPLICA IDENTITY FULL`);
-  await p.sql(`INSERT INTO dup VALUES (1, 'a', '{"k": 1}'), (1, 'a', '{"k": 1}'), (1, 'a', '{"k": 1}'), (2, NULL, NULL), (2, NULL, NULL)`);
+  await p.sql(
+    `INSERT INTO dup VALUES (1, 'a', '{"k": 1}'), (1, 'a', '{"k": 1}'), (1, 'a', '{"k": 1}'), (2, NULL, NULL), (2, NULL, NULL)`,
+  );
   await sync(["dup"]);
-  await p.sql(`WITH one AS (SELECT ctid FROM dup WHERE x = 1 LIMIT 1) UPDATE dup SET y = 'b' WHERE ctid IN (SELECT ctid FROM one)`);
-  await p.sql(`WITH one AS (SELECT ctid FROM dup WHERE x = 2 LIMIT 1) DELETE FROM dup WHERE ctid IN (SELECT ctid FROM one)`);
-  await p.sql(`WITH one AS (SELECT ctid FROM dup WHERE x = 1 AND y = 'a' LIMIT 1) DELETE FROM dup WHERE ctid IN (SELECT ctid FROM one)`);
+  await p.sql(
+    `WITH one AS (SELECT ctid FROM dup WHERE x = 1 LIMIT 1) UPDATE dup SET y = 'b' WHERE ctid IN (SELECT ctid FROM one)`,
+  );
+  await p.sql(
+    `WITH one AS (SELECT ctid FROM dup WHERE x = 2 LIMIT 1) DELETE FROM dup WHERE ctid IN (SELECT ctid FROM one)`,
+  );
+  await p.sql(
+    `WITH one AS (SELECT ctid FROM dup WHERE x = 1 AND y = 'a' LIMIT 1) DELETE FROM dup WHERE ctid IN (SELECT ctid FROM one)`,
+  );
   await p.sql(`UPDATE dup SET x = 3 WHERE y = 'b'`);
   await p.sql(`UPDATE dup SET x = 4 WHERE x = 3`);
   await sync(["dup"]);
@@ -62,17 +72,24 @@ test("unchanged TOAST values keep what the target has", async () => {
   await p.sql(`CREATE TABLE doc (id int PRIMARY KEY, title text, body text, meta jsonb)`);
   await p.sql(`ALTER TABLE doc ALTER COLUMN body SET STORAGE EXTERNAL`);
   await p.sql(`ALTER TABLE doc ALTER COLUMN meta SET STORAGE EXTERNAL`);
-  await p.sql(`INSERT INTO doc SELECT g, 't' || g, repeat(md5(g::text), 400), jsonb_build_object('big', repeat('x', 9000)) FROM generate_series(1, 3) g`);
+  await p.sql(
+    `INSERT INTO doc SELECT g, 't' || g, repeat(md5(g::text), 400), jsonb_build_object('big', repeat('x', 9000)) FROM generate_series(1, 3) g`,
+  );
   await sync(["doc"]);
   await p.sql(`UPDATE doc SET title = 'changed' WHERE id = 1`);
   await p.sql(`UPDATE doc SET title = 'twice' WHERE id = 2`);
   await p.sql(`UPDATE doc SET title = 'twice again', meta = '{"small": true}' WHERE id = 2`);
   const lines = await p.capture();
-  assert.ok(lines.some((l) => l.includes('"UnchangedToast"')), "the capture has unchanged TOAST values");
+  assert.ok(
+    lines.some((l) => l.includes('"UnchangedToast"')),
+    "the capture has unchanged TOAST values",
+  );
   await p.runUntilIdle();
   await assertSameTables(p, ["doc"]);
   // An insert and an update of the same row in one batch merge into the insert.
-  await p.sql(`BEGIN; INSERT INTO doc VALUES (4, 'new', repeat('y', 5000), '{}'); UPDATE doc SET title = 'newer' WHERE id = 4; COMMIT`);
+  await p.sql(
+    `BEGIN; INSERT INTO doc VALUES (4, 'new', repeat('y', 5000), '{}'); UPDATE doc SET title = 'newer' WHERE id = 4; COMMIT`,
+  );
   await sync(["doc"]);
 });
 
@@ -80,7 +97,9 @@ test("TRUNCATE of several tables, with RESTART IDENTITY and CASCADE", async () =
   await p.sql(`CREATE TABLE parent (id int PRIMARY KEY, name text)`);
   await p.sql(`CREATE TABLE child (id serial PRIMARY KEY, parent_id int REFERENCES parent, v text)`);
   await p.sql(`CREATE TABLE other (id int PRIMARY KEY)`);
-  await p.sql(`INSERT INTO parent VALUES (1, 'p'); INSERT INTO child (parent_id, v) VALUES (1, 'c'); INSERT INTO other VALUES (1)`);
+  await p.sql(
+    `INSERT INTO parent VALUES (1, 'p'); INSERT INTO child (parent_id, v) VALUES (1, 'c'); INSERT INTO other VALUES (1)`,
+  );
   await sync(["parent", "child", "other"]);
   await p.sql(`TRUNCATE parent, other RESTART IDENTITY CASCADE`);
   await p.sql(`INSERT INTO parent VALUES (2, 'p2'); INSERT INTO child (parent_id, v) VALUES (2, 'c2')`);

@@ -38,13 +38,22 @@ test("every kind of value arrives exactly", async () => {
   const [s] = await p.runUntilIdle();
   assert.equal(s?.inserts, 3);
   // float NaN/Infinity reach the sink as null (the inbound format loses them): NULL is written.
-  const r = await p.target.query(`SELECT id::text, f4, f8, i8::text, n::text, nn::text FROM "Odd ""Schema"""."Val""ues" ORDER BY id`);
+  const r = await p.target.query(
+    `SELECT id::text, f4, f8, i8::text, n::text, nn::text FROM "Odd ""Schema"""."Val""ues" ORDER BY id`,
+  );
   assert.deepEqual(
     r.rows.map((x) => [x.id, x.f4, x.f8, x.i8, x.n, x.nn]),
     [
       ["-9223372036854775808", null, null, "-9007199254740993", "-0.0000000001", "Infinity"],
       ["3", null, null, null, null, null],
-      ["9223372036854775807", 3.4028235e38, 1.7976931348623157e308, "9007199254740993", "12345678901234567890.0123456789", "NaN"],
+      [
+        "9223372036854775807",
+        3.4028235e38,
+        1.7976931348623157e308,
+        "9007199254740993",
+        "12345678901234567890.0123456789",
+        "NaN",
+      ],
     ],
   );
   // Everything except the float NaN/Infinity row matches the source exactly, text for text.

@@ -418,7 +418,10 @@ class Planner {
     const id = rel.relation.relId;
     let p = this.pending.get(id);
     if (!p) {
-      if (rel.relation.replicaIdentity === "full") p = { kind: "ordered", rel, runs: [] };
+      // Without a key (FULL, or no primary key at all, which only allows inserts) rows have no
+      // identity to collapse changes by.
+      const keyless = !rel.relation.columns.some((c) => c.key);
+      if (rel.relation.replicaIdentity === "full" || keyless) p = { kind: "ordered", rel, runs: [] };
       else
         p = {
           kind: "keyed",
@@ -477,7 +480,7 @@ class Planner {
       if (!ev.oldTuple)
         throw new RecordError(
           ev.offset,
-          "update without old_tuple on a REPLICA IDENTITY FULL table",
+          `update without old_tuple on a table without a replica identity key (replica identity ${rel.relation.replicaIdentity})`,
           nameOf(rel.relation),
         );
       this.addRun(p, "update", ev.offset, ev.oldTuple, ev.newTuple);
@@ -530,7 +533,7 @@ class Planner {
       if (!ev.oldTuple)
         throw new RecordError(
           ev.offset,
-          "delete without old_tuple on a REPLICA IDENTITY FULL table",
+          `delete without old_tuple on a table without a replica identity key (replica identity ${rel.relation.replicaIdentity})`,
           nameOf(rel.relation),
         );
       this.addRun(p, "delete", ev.offset, ev.oldTuple, null);

@@ -22,6 +22,8 @@ export interface Pair {
   sql(text: string, params?: unknown[]): Promise<pg.QueryResult>;
   /** Moves what the source committed since the last call into the topic. */
   capture(): Promise<string[]>;
+  /** Takes what the source committed since the last call without writing it to the topic. */
+  wal_take_lines(): Promise<string[]>;
   config(overrides?: Partial<SinkConfig>): SinkConfig;
   run(overrides?: Partial<SinkConfig>): Promise<RunSummary>;
   /** Runs until a run consumes nothing; returns the summaries. */
@@ -34,9 +36,11 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
   const targetUrl = await server.createDatabase(`${name}_dst`);
   const source = new pg.Client({ connectionString: sourceUrl });
   const target = new pg.Client({ connectionString: targetUrl });
+  source.on("error", () => {});
+  target.on("error", () => {});
   await source.connect();
   await target.connect();
-  const wal = await WalCapture.create(source);
+  const wal = await WalCapture.create(source, `cap_${new URL(sourceUrl).pathname.slice(1)}`);
   const dir = mkdtempSync(join(tmpdir(), "fps-topic-"));
   const topicFile = join(dir, "topic.jsonl");
   writeFileSync(topicFile, "");
@@ -67,6 +71,7 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
       records.push(...lines);
       return lines;
     },
+    wal_take_lines: () => wal.take(),
     config,
     run: (o) => runOnce(config(o), { log: silentLogger }),
     async runUntilIdle(o) {
