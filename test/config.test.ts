@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parseConnectorConfig } from "../src/config.js";
+import { redact } from "../src/log.js";
+
+const base = `version: 0.2.0
+name: my-postgres-sink
+type: postgres-sink
+topic: postgres-topic
+`;
+
+test("the documented connector config parses, with the URL from secrets", () => {
+  const c = parseConnectorConfig(
+    `${base}parameters:\n  url: secrets.FLUVIO_PG_DATABASE_URL\n  source: file:export.jsonl\n  max_records: 50\n  partition: 2\nsecrets:\n  FLUVIO_PG_DATABASE_URL: postgres://u:p@h:5432/db\n`,
+    { env: {}, baseDir: "/cfg" },
+  );
+  assert.deepEqual(
+    [c.name, c.topic, c.partition, c.maxRecords, c.databaseUrl, c.source],
+    [
+      "my-postgres-sink",
+      "postgres-topic",
+      2,
+      50,
+      "postgres://u:p@h:5432/db",
+      { kind: "file", path: "/cfg/export.jsonl" },
+    ],
+  );
+});
+
+test("the URL can come from the environment, and ${{ secrets.X }} references work", () => {
+  const env = { FLUVIO_PG_DATABASE_URL: "postgres://env/db", OTHER: "postgresql://other/db" };
+  assert.equal(parseConnectorConfig(base, { env }).databaseUrl, "postgres://env/db");
+  assert.equal(
+    parseConnectorConfig(`${base}parameters:\n  url: \${{ secrets.OTHER }}\n`, { env }).databaseUrl,
+    "postgresql://other/db",
+  );
+  assert.deepEqual(parseConnectorConfig(base, { env }).source, { kind: "fluvio", endpoint: null });
+});
+
+test("problems are all reported, naming the setting, never echoing the URL", () => {
+  assert.throws(
+    () =>
+      parseConnectorConfig(
+        `name: x\ntype: postgres-sink\ntopic: t\nparameters:\n  url: mysql://u:hunter2@h/db\n  max_records: 0\n  source: s3://x\n`,
+        {
+          env: {},
+        },
+      ),
+    (e: Error) =>
+      /parameters\.url must be a postgres/.test(e.message) &&
+      /max_records must be an integer >= 1/.test(e.message) &&
+      /parameters\.source must be/.test(e.message) &&
+      !e.message.includes("hunter2"),
+  );
+  assert.throws(() => parseConnectorConfig("a: [", { env: {} }), /not valid YAML/);
+  assert.throws(
+    () => parseConnectorConfig(`${base}parameters:\n  url: secrets.NOPE\n`, { env: {} }),
+    /names secret NOPE/,
+  );
+});
+
+test("redact removes passwords from URLs in messages", () => {
+  assert.equal(redact("failed postgres://me:pa55@host/db now"), "failed postgres://me:***@host/db now");
+});
