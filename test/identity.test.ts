@@ -1,26 +1,13 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { assertSameTables, makePair, type Pair } from "./support/harness.js";
-import { type PgServer, startPostgres } from "./support/pg.js";
+import { test } from "node:test";
+import { assertSameTables, pairForFile, syncAndCompare } from "./support/harness.js";
 
-let server: PgServer;
-let p: Pair;
-before(async () => {
-  server = await startPostgres();
-  p = await makePair(server, "ident");
-});
-after(async () => {
-  await p?.close();
-  await server?.stop();
-});
+const pair = pairForFile("ident");
 
-async function sync(tables: string[]) {
-  await p.capture();
-  await p.runUntilIdle();
-  await assertSameTables(p, tables);
-}
+const sync = (tables: string[]) => syncAndCompare(pair(), tables);
 
 test("replica identity DEFAULT: updates by key, primary-key change moves the row", async () => {
+  const p = pair();
   await p.sql(`CREATE TABLE acct (id int PRIMARY KEY, owner text, bal bigint)`);
   await p.sql(`INSERT INTO acct SELECT g, 'o' || g, g * 100 FROM generate_series(1, 50) g`);
   await p.sql(`UPDATE acct SET bal = bal + 1 WHERE id % 2 = 0`);
@@ -35,6 +22,7 @@ test("replica identity DEFAULT: updates by key, primary-key change moves the row
 });
 
 test("composite key and REPLICA IDENTITY USING INDEX", async () => {
+  const p = pair();
   await p.sql(`CREATE TABLE pair (a int NOT NULL, b text NOT NULL, v text, surrogate serial PRIMARY KEY)`);
   await p.sql(`CREATE UNIQUE INDEX pair_ab ON pair (a, b)`);
   await p.sql(`ALTER TABLE pair REPLICA IDENTITY USING INDEX pair_ab`);
@@ -46,6 +34,7 @@ test("composite key and REPLICA IDENTITY USING INDEX", async () => {
 });
 
 test("REPLICA IDENTITY FULL with duplicate rows touches exactly one row per change", async () => {
+  const p = pair();
   await p.sql(`CREATE TABLE dup (x int, y text, j json)`);
   await p.sql(`ALTER TABLE dup REPLICA IDENTITY FULL`);
   await p.sql(
@@ -69,6 +58,7 @@ test("REPLICA IDENTITY FULL with duplicate rows touches exactly one row per chan
 });
 
 test("unchanged TOAST values keep what the target has", async () => {
+  const p = pair();
   await p.sql(`CREATE TABLE doc (id int PRIMARY KEY, title text, body text, meta jsonb)`);
   await p.sql(`ALTER TABLE doc ALTER COLUMN body SET STORAGE EXTERNAL`);
   await p.sql(`ALTER TABLE doc ALTER COLUMN meta SET STORAGE EXTERNAL`);
@@ -94,6 +84,7 @@ test("unchanged TOAST values keep what the target has", async () => {
 });
 
 test("TRUNCATE of several tables, with RESTART IDENTITY and CASCADE", async () => {
+  const p = pair();
   await p.sql(`CREATE TABLE parent (id int PRIMARY KEY, name text)`);
   await p.sql(`CREATE TABLE child (id serial PRIMARY KEY, parent_id int REFERENCES parent, v text)`);
   await p.sql(`CREATE TABLE other (id int PRIMARY KEY)`);
@@ -111,6 +102,7 @@ test("TRUNCATE of several tables, with RESTART IDENTITY and CASCADE", async () =
 });
 
 test("a transaction spanning several tables, interleaved, lands whole", async () => {
+  const p = pair();
   await p.sql(`CREATE TABLE orders (id int PRIMARY KEY, total numeric(12,2))`);
   await p.sql(`CREATE TABLE lines (order_id int, n int, sku text, PRIMARY KEY (order_id, n))`);
   await p.sql(`BEGIN;

@@ -1,26 +1,13 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { assertSameTables, makePair, type Pair } from "./support/harness.js";
-import { type PgServer, startPostgres } from "./support/pg.js";
+import { test } from "node:test";
+import { assertSameTables, pairForFile, syncAndCompare } from "./support/harness.js";
 
-let server: PgServer;
-let p: Pair;
-before(async () => {
-  server = await startPostgres();
-  p = await makePair(server, "schema");
-});
-after(async () => {
-  await p?.close();
-  await server?.stop();
-});
+const pair = pairForFile("schema");
 
-async function sync(tables: string[]) {
-  await p.capture();
-  await p.runUntilIdle();
-  await assertSameTables(p, tables);
-}
+const sync = (tables: string[]) => syncAndCompare(pair(), tables);
 
 test("the sample stream's operations: create, add column, delete, truncate restart identity", async () => {
+  const p = pair();
   await p.sql(`CREATE TABLE customers (id serial PRIMARY KEY, name text, email varchar(120), balance numeric(10,2),
                created_at timestamptz DEFAULT '2026-01-02 03:04:05+00', tags text[])`);
   await p.sql(
@@ -37,6 +24,7 @@ test("the sample stream's operations: create, add column, delete, truncate resta
 });
 
 test("add, rename and drop columns; change a type; rename and move the table", async () => {
+  const p = pair();
   await p.sql(`CREATE TABLE evo (id int PRIMARY KEY, a text, b int, c varchar(10))`);
   await p.sql(`INSERT INTO evo VALUES (1, 'x', 1, 'c1'), (2, 'y', 2, 'c2')`);
   await sync(["evo"]);
@@ -75,6 +63,7 @@ test("add, rename and drop columns; change a type; rename and move the table", a
 });
 
 test("an existing target table is adopted, keeping its domain column and adding what it lacks", async () => {
+  const p = pair();
   await p.sql(`CREATE DOMAIN posint AS int CHECK (VALUE > 0)`);
   await p.target.query(`CREATE DOMAIN posint AS int CHECK (VALUE > 0)`);
   await p.sql(`CREATE TABLE adopted (id int PRIMARY KEY, qty posint, label text)`);
@@ -85,6 +74,7 @@ test("an existing target table is adopted, keeping its domain column and adding 
 });
 
 test("custom types resolve by name through type messages", async () => {
+  const p = pair();
   await p.sql(`CREATE TYPE status AS ENUM ('new', 'done')`);
   await p.target.query(`CREATE TYPE status AS ENUM ('new', 'done')`);
   await p.sql(`CREATE TABLE tasks (id int PRIMARY KEY, s status, hist status[])`);
@@ -94,6 +84,7 @@ test("custom types resolve by name through type messages", async () => {
 });
 
 test("a custom type the target lacks stops the run with a clear error and applies nothing", async () => {
+  const p = pair();
   await p.sql(`CREATE TYPE color AS ENUM ('red')`);
   await p.sql(`CREATE TABLE paint (id int PRIMARY KEY, c color)`);
   await p.sql(`INSERT INTO paint VALUES (1, 'red')`);

@@ -1,20 +1,11 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { assertSameTables, makePair, type Pair } from "./support/harness.js";
-import { type PgServer, startPostgres } from "./support/pg.js";
+import { test } from "node:test";
+import { assertSameTables, pairForFile, syncAndCompare } from "./support/harness.js";
 
-let server: PgServer;
-let p: Pair;
-before(async () => {
-  server = await startPostgres();
-  p = await makePair(server, "values");
-});
-after(async () => {
-  await p?.close();
-  await server?.stop();
-});
+const pair = pairForFile("values");
 
 test("every kind of value arrives exactly", async () => {
+  const p = pair();
   await p.sql(`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`);
   await p.target.query(`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`);
   await p.sql(`CREATE SCHEMA "Odd ""Schema"""`);

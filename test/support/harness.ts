@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import { appendFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import pg from "pg";
 import { DEFAULTS, type SinkConfig } from "../../src/config.js";
 import { silentLogger } from "../../src/log.js";
 import { type RunSummary, runOnce } from "../../src/run.js";
 import { WalCapture } from "./capture.js";
-import type { PgServer } from "./pg.js";
+import { type PgServer, startPostgres } from "./pg.js";
 
 /** A source database with WAL capture, a target database, and a topic export file between them. */
 export interface Pair {
@@ -118,4 +119,32 @@ export async function storedOffset(p: Pair, connector = "sink-t"): Promise<strin
     .query(`SELECT next_offset::text AS o FROM fluvio_sink.state WHERE connector = $1`, [connector])
     .catch(() => ({ rows: [] as { o: string }[] }));
   return r.rows[0]?.o ?? null;
+}
+
+/** Moves what the source committed into the topic, runs the sink until idle, compares the tables. */
+export async function syncAndCompare(p: Pair, tables: string[]): Promise<void> {
+  await p.capture();
+  await p.runUntilIdle();
+  await assertSameTables(p, tables);
+}
+
+/**
+ * Registers hooks that start a throwaway PostgreSQL and one source/target pair for the calling test
+ * file, and returns an accessor for the pair.
+ */
+export function pairForFile(name: string): () => Pair {
+  let server: PgServer | undefined;
+  let pair: Pair | undefined;
+  before(async () => {
+    server = await startPostgres();
+    pair = await makePair(server, name);
+  });
+  after(async () => {
+    await pair?.close();
+    await server?.stop();
+  });
+  return () => {
+    if (!pair) throw new Error("the pair is not started yet");
+    return pair;
+  };
 }
