@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { appendFileSync } from "node:fs";
 import { after, before, test } from "node:test";
-import { assertSameTables, makePair, type Pair, storedOffset } from "./support/harness.js";
+import { assertSameTables, makePair, storedOffset } from "./support/harness.js";
 import { type PgServer, startPostgres } from "./support/pg.js";
 
 let server: PgServer;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { assertSameTables, pairForFile, syncAndCompare } from "./support/harness.js";
+import { assertSameTables, pairForFile } from "./support/harness.js";
 
 const pair = pairForFile("values");
 
