@@ -38,7 +38,7 @@ async function status(config: SinkConfig): Promise<Record<string, unknown>> {
       `"${config.stateSchema.replaceAll('"', '""')}".state`,
     ]);
     const state = exists.rows[0]?.ok ? await loadState(client, config.stateSchema, key) : null;
-    const source = defaultOpenSource(config);
+    const source = defaultOpenSource(config, jsonLogger());
     const end = await source.endOffset();
     await source.close();
     const next = state?.nextOffset ?? 0n;
@@ -102,15 +102,18 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+export function exitAfterFlush(code: number): void {
+  process.stdout.write("", () => process.stderr.write("", () => process.exit(code)));
+}
+
 const invokedDirectly = process.argv[1] && /cli\.(ts|js)$/.test(process.argv[1]);
 if (invokedDirectly) {
+  // Exit explicitly: a Fluvio read abandoned at a timeout would keep the process alive forever.
   main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
+    (code) => exitAfterFlush(code),
     (e) => {
       process.stderr.write(`${redact(String(e))}\n`);
-      process.exitCode = 1;
+      exitAfterFlush(1);
     },
   );
 }

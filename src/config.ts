@@ -15,6 +15,9 @@ export interface SinkConfig {
   maxTransactionRecords: number;
   stateSchema: string;
   missingRows: MissingRows;
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+  onLostRecords: "error" | "skip";
 }
 
 export const DEFAULTS = {
@@ -23,6 +26,9 @@ export const DEFAULTS = {
   maxTransactionRecords: 1_000_000,
   stateSchema: "fluvio_sink",
   missingRows: "skip" as MissingRows,
+  connectTimeoutMs: 10_000,
+  readTimeoutMs: 10_000,
+  onLostRecords: "error" as const,
 };
 
 const PARAMETERS = [
@@ -34,6 +40,9 @@ const PARAMETERS = [
   "max_transaction_records",
   "state_schema",
   "missing_rows",
+  "connect_timeout_ms",
+  "read_timeout_ms",
+  "on_lost_records",
 ];
 
 const URL_SECRET = "FLUVIO_PG_DATABASE_URL";
@@ -148,6 +157,17 @@ export function parseConnectorConfig(
   if (missingRows !== "skip" && missingRows !== "error")
     problems.push(`parameters.missing_rows must be "skip" or "error"`);
 
+  const connectTimeoutMs = int(
+    p.connect_timeout_ms,
+    "parameters.connect_timeout_ms",
+    1,
+    DEFAULTS.connectTimeoutMs,
+  );
+  const readTimeoutMs = int(p.read_timeout_ms, "parameters.read_timeout_ms", 1, DEFAULTS.readTimeoutMs);
+  const onLostRecords = p.on_lost_records ?? DEFAULTS.onLostRecords;
+  if (onLostRecords !== "error" && onLostRecords !== "skip")
+    problems.push(`parameters.on_lost_records must be "error" or "skip"`);
+
   if (problems.length > 0) throw new ConfigError(`${origin}: ${problems.join("; ")}`);
   return {
     name: name as string,
@@ -159,6 +179,9 @@ export function parseConnectorConfig(
     maxTransactionRecords,
     stateSchema,
     missingRows: missingRows as MissingRows,
+    connectTimeoutMs,
+    readTimeoutMs,
+    onLostRecords: onLostRecords as "error" | "skip",
   };
 }
 

@@ -9,6 +9,7 @@ import type { Event, Relation } from "./events/types.js";
 import { failpoint } from "./failpoint.js";
 import type { Logger } from "./log.js";
 import { FileSource } from "./source/file.js";
+import { FluvioSource } from "./source/fluvio.js";
 import type { Source } from "./source/source.js";
 import {
   emptyState,
@@ -51,16 +52,22 @@ export interface RunSummary {
 export interface RunDeps {
   log: Logger;
   /** Opens the record source; by default a file source or (later) Fluvio, per the config. */
-  openSource?: (config: SinkConfig) => Source;
+  openSource?: (config: SinkConfig, log: Logger) => Source;
   /** Connects to the target; by default a pg.Client on config.databaseUrl. */
   connect?: (config: SinkConfig) => Promise<pg.Client>;
 }
 
-export function defaultOpenSource(config: SinkConfig): Source {
+export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
   if (config.source.kind === "file") return new FileSource(config.source.path);
-  throw new SinkError(
-    "the Fluvio source is not available in this build; set parameters.source to file:<path>",
-  );
+  return new FluvioSource({
+    topic: config.topic,
+    partition: config.partition,
+    endpoint: config.source.endpoint,
+    connectTimeoutMs: config.connectTimeoutMs,
+    readTimeoutMs: config.readTimeoutMs,
+    onLostRecords: config.onLostRecords,
+    log,
+  });
 }
 
 async function defaultConnect(config: SinkConfig): Promise<pg.Client> {
@@ -223,9 +230,11 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
         });
       }
     }
-    const start = state.nextOffset;
+    source = (deps.openSource ?? defaultOpenSource)(config, log);
+    const start = source.resolveStart ? await source.resolveStart(state.nextOffset) : state.nextOffset;
+    // Records lost before the start leave no transaction open across the gap.
+    if (start !== state.nextOffset) state.inTransaction = false;
     summary.next_offset = start.toString();
-    source = (deps.openSource ?? defaultOpenSource)(config);
     const batch = await readBatch(source, start, state, config, log);
     failpoint("after-read");
 
@@ -253,14 +262,14 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       batchLimit: state.batchLimit,
     };
     // Nothing consumed means nothing to record: the stored state already says where to resume.
-    if (batch.nextOffset !== start) await saveState(client, config.stateSchema, key, newState);
+    if (batch.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);
     failpoint("before-commit");
     await client.query("COMMIT");
     failpoint("after-commit");
 
     const end = await source.endOffset().catch(() => null);
     Object.assign(summary, {
-      status: batch.nextOffset === start ? "idle" : "applied",
+      status: batch.nextOffset === state.nextOffset ? "idle" : "applied",
       records: Number(batch.nextOffset - start),
       transactions: planned.stats.transactions,
       skipped_transactions: planned.stats.skippedTransactions,

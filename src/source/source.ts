@@ -13,6 +13,11 @@ export interface Source {
    * caller stops pulling when it has enough; the source must then leave nothing running.
    */
   read(from: bigint): AsyncIterable<SourceRecord>;
+  /**
+   * Where reading from the stored offset `from` really starts: `from`, or past records the source no
+   * longer has when the configuration allows skipping them (otherwise it throws).
+   */
+  resolveStart?(from: bigint): Promise<bigint>;
   /** The offset after the last record, for lag; null when unknown. */
   endOffset(): Promise<bigint | null>;
   close(): Promise<void>;

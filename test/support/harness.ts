@@ -56,6 +56,9 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
     maxTransactionRecords: DEFAULTS.maxTransactionRecords,
     stateSchema: DEFAULTS.stateSchema,
     missingRows: "skip",
+    connectTimeoutMs: DEFAULTS.connectTimeoutMs,
+    readTimeoutMs: DEFAULTS.readTimeoutMs,
+    onLostRecords: DEFAULTS.onLostRecords,
     ...o,
   });
   const pair: Pair = {

@@ -1,0 +1,197 @@
+import { asError, SinkError } from "../errors.js";
+import { JsonNumber, type JsonValue, parseJsonLossless } from "../events/json.js";
+import type { Logger } from "../log.js";
+import type { Source, SourceRecord } from "./source.js";
+
+/**
+ * A bounded read of one Fluvio partition with the native @fluvio/client.
+ *
+ * That client can only stream forever: a read with nothing to return never settles, keeps the
+ * process alive and cannot be cancelled. So the read first learns the partition's start and end from
+ * the cluster, then asks for exactly the records in between, each under a timeout, and never leaves a
+ * read pending. A timeout leaves the native call behind: the CLI exits the process when it is done.
+ */
+
+export interface FluvioSourceOptions {
+  topic: string;
+  partition: number;
+  /** host:port of the SC; null: the Fluvio profile (FLV_PROFILE_PATH or ~/.fluvio/config). */
+  endpoint: string | null;
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+  /** When the stored offset is below the partition's start (retention removed records). */
+  onLostRecords: "error" | "skip";
+  log: Logger;
+}
+
+interface PartitionBounds {
+  start: bigint;
+  end: bigint;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the native client's typings do not match its runtime.
+type Native = any;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SinkError(`${what()}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p.catch((e) => Promise.reject(asError(e))), timeout]).finally(() =>
+    clearTimeout(timer),
+  );
+}
+
+export class FluvioSource implements Source {
+  readonly description: string;
+  private client: Native;
+  private bounds: PartitionBounds | null = null;
+
+  constructor(private readonly o: FluvioSourceOptions) {
+    this.description = `fluvio ${o.endpoint ?? "profile"} topic ${o.topic} partition ${o.partition}`;
+  }
+
+  private where(): string {
+    return `Fluvio cluster ${this.o.endpoint ?? "(profile)"}, topic ${this.o.topic} partition ${this.o.partition}`;
+  }
+
+  private async connect(): Promise<Native> {
+    if (this.client) return this.client;
+    // The native module prints its tracing to stdout, which carries only the run summary.
+    process.env.RUST_LOG ??= "off";
+    let Fluvio: Native;
+    try {
+      Fluvio = (await import("@fluvio/client")).default;
+    } catch (e) {
+      throw new SinkError(
+        `cannot load @fluvio/client (needs Linux x86_64 with glibc 2.34): ${asError(e).message}`,
+      );
+    }
+    const [host, port] = this.o.endpoint
+      ? (this.o.endpoint.split(":") as [string, string])
+      : [undefined, undefined];
+    const client = host ? new Fluvio({ host, port: Number(port) }) : new Fluvio();
+    try {
+      await withTimeout(
+        Promise.resolve(client.connect()),
+        this.o.connectTimeoutMs,
+        () => `connecting to ${this.where()}`,
+      );
+    } catch (e) {
+      throw new SinkError(`cannot connect to ${this.where()}: ${asError(e).message}`);
+    }
+    this.client = client;
+    return client;
+  }
+
+  /** The partition's log start and end (high watermark), as the cluster reports them now. */
+  async partitionBounds(): Promise<PartitionBounds> {
+    const client = await this.connect();
+    const ms = this.o.connectTimeoutMs;
+    const admin = await withTimeout(
+      Promise.resolve(client.admin()),
+      ms,
+      () => `opening admin on ${this.where()}`,
+    );
+    const json = await withTimeout(
+      Promise.resolve(admin.listPartitions()),
+      ms,
+      () => `listing partitions of ${this.where()}`,
+    );
+    const name = `${this.o.topic}-${this.o.partition}`;
+    // Parsed losslessly: offsets are 64-bit.
+    const all = parseJsonLossless(String(json));
+    const entry = Array.isArray(all)
+      ? (all.find(
+          (p) =>
+            typeof p === "object" &&
+            p !== null &&
+            !Array.isArray(p) &&
+            !(p instanceof JsonNumber) &&
+            p.name === name,
+        ) as { [k: string]: JsonValue } | undefined)
+      : undefined;
+    if (!entry) throw new SinkError(`${this.where()}: no such topic partition`);
+    const num = (v: JsonValue | undefined, what: string): bigint => {
+      if (v instanceof JsonNumber && /^\d+$/.test(v.text)) return BigInt(v.text);
+      if (v === undefined || v === null) return 0n;
+      throw new SinkError(`${this.where()}: unexpected ${what} in the partition listing`);
+    };
+    const status = entry.status as { [k: string]: JsonValue } | undefined;
+    const leader = status?.leader as { [k: string]: JsonValue } | undefined;
+    return { start: num(status?.baseOffset, "baseOffset"), end: num(leader?.hw, "high watermark") };
+  }
+
+  async resolveStart(from: bigint): Promise<bigint> {
+    const b = await this.partitionBounds();
+    this.bounds = b;
+    if (from >= b.start) return from;
+    const lost = b.start - from;
+    if (this.o.onLostRecords === "error")
+      throw new SinkError(
+        `${this.where()}: offsets ${from}..${b.start - 1n} (${lost} records) were removed by retention before this sink applied them; ` +
+          "the target is missing their changes. Set parameters.on_lost_records: skip to continue after them.",
+      );
+    this.o.log.error(
+      "records were removed by retention before this sink applied them; continuing after them",
+      {
+        from,
+        to: b.start - 1n,
+        lost,
+      },
+    );
+    return b.start;
+  }
+
+  async *read(start: bigint): AsyncIterable<SourceRecord> {
+    const b = this.bounds ?? (await this.partitionBounds());
+    this.bounds = b;
+    if (start < b.start)
+      throw new SinkError(`${this.where()}: offset ${start} is below the log start ${b.start}`);
+    if (start > b.end)
+      throw new SinkError(
+        `${this.where()}: the stored offset ${start} is past the partition's end ${b.end} (was the topic recreated?)`,
+      );
+    if (start === b.end) return;
+    if (start - b.start > 0xffffffffn)
+      throw new SinkError(`${this.where()}: offsets more than 2^32 past the log start are not supported`);
+    const client = this.client;
+    const ms = this.o.readTimeoutMs;
+    const consumer = await withTimeout(
+      Promise.resolve(client.partitionConsumer(this.o.topic, this.o.partition)),
+      ms,
+      () => `opening a consumer on ${this.where()}`,
+    );
+    // The only absolute position this client can express: n records after the log start.
+    const stream = await withTimeout(
+      Promise.resolve(consumer.createStream({ index: Number(start - b.start), from: "beginning" })),
+      ms,
+      () => `opening a stream on ${this.where()}`,
+    );
+    for (let offset = start; offset < b.end; offset++) {
+      let r: { done: boolean; value?: { valueString(): string } };
+      try {
+        r = await withTimeout(
+          Promise.resolve(stream.next()),
+          ms,
+          () => `reading offset ${offset} from ${this.where()}`,
+        );
+      } catch (e) {
+        throw new SinkError(`reading offset ${offset} from ${this.where()} failed: ${asError(e).message}`);
+      }
+      if (r.done || !r.value)
+        throw new SinkError(`${this.where()}: the stream ended at offset ${offset}, before the end ${b.end}`);
+      yield { offset, value: r.value.valueString() };
+    }
+  }
+
+  /** Where the records start now: the stored offset, or past records lost to retention when allowed. */
+  async endOffset(): Promise<bigint> {
+    return (this.bounds ?? (await this.partitionBounds())).end;
+  }
+
+  async close(): Promise<void> {
+    // The native client has no close(); its sockets do not keep the process alive, pending reads do,
+    // and a bounded read leaves none.
+  }
+}
