@@ -27,7 +27,7 @@ test("the documented connector config parses, with the URL from secrets", () => 
   );
 });
 
-test("the URL can come from the environment, and ${{ secrets.X }} references work", () => {
+test("the URL can come from the environment, and secret references in template form work", () => {
   const env = { FLUVIO_PG_DATABASE_URL: "postgres://env/db", OTHER: "postgresql://other/db" };
   assert.equal(parseConnectorConfig(base, { env }).databaseUrl, "postgres://env/db");
   assert.equal(
