@@ -1,19 +1,25 @@
 /**
  * `npm run demo`: the main job end to end on one machine, nothing installed or running beforehand.
- * Starts a throwaway PostgreSQL (source and target databases), runs a workload on the source,
- * captures its logical decoding in the inbound connector's record format into a topic export, applies
- * it with repeated sink runs while showing progress, and checks that the target equals the source.
+ * Starts a throwaway PostgreSQL (source and target databases) and the local Fluvio-compatible test
+ * cluster, runs a workload on the source, streams its logical decoding (in the inbound connector's
+ * record format) into a topic with the real @fluvio/client producer, applies it with repeated sink
+ * runs while showing progress, and checks that the target equals the source.
  */
 import assert from "node:assert/strict";
 import { silentLogger } from "../src/log.js";
 import { runOnce } from "../src/run.js";
+import { FluvioTestCluster } from "../test/support/fluvio/cluster.js";
+import { produce } from "../test/support/fluvio/produce.js";
 import { assertSameTables, makePair } from "../test/support/harness.js";
 import { startPostgres } from "../test/support/pg.js";
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
 const server = await startPostgres();
+const cluster = await FluvioTestCluster.start();
+cluster.createTopic("postgres-topic");
 const p = await makePair(server, "demo");
+let code = 0;
 try {
   say("source: creating accounts, orders and a ledger, then 400 transactions of transfers and orders");
   await p.sql(
@@ -38,13 +44,22 @@ try {
     if (i > 200) await p.sql(`UPDATE orders SET status = 'shipped' WHERE id = ${i - 150}`);
   }
   await p.sql(`DELETE FROM orders WHERE id % 10 = 0`);
-  await p.capture();
-  say(`topic: ${p.records.length} records captured from real WAL`);
+  await produce(cluster.endpoint, "postgres-topic", await p.capture());
+  say(
+    `fluvio: ${p.records.length} records from real WAL produced into postgres-topic at ${cluster.endpoint}`,
+  );
 
   const started = Date.now();
   let total = 0;
   for (let run = 1; ; run++) {
-    const s = await runOnce(p.config({ name: "demo-sink", maxRecords: 500 }), { log: silentLogger });
+    const s = await runOnce(
+      p.config({
+        name: "demo-sink",
+        maxRecords: 500,
+        source: { kind: "fluvio", endpoint: cluster.endpoint },
+      }),
+      { log: silentLogger },
+    );
     if (s.records === 0) break;
     total += s.records;
     const sum = await p.target.query(`SELECT sum(balance)::text AS s FROM accounts`);
@@ -63,7 +78,13 @@ try {
     `done: ${total} records in ${seconds.toFixed(2)} s; target equals source ` +
       `(accounts ${counts.rows[0].a}, orders ${counts.rows[0].o}, ledger ${counts.rows[0].l} rows)`,
   );
+} catch (e) {
+  process.stderr.write(`demo failed: ${(e as Error).stack ?? e}\n`);
+  code = 1;
 } finally {
   await p.close();
+  await cluster.stop();
   await server.stop();
 }
+// The native Fluvio client's background threads are not ours to stop.
+process.exit(code);
