@@ -56,7 +56,6 @@ export function parseConnectorConfig(
   text: string,
   opts: { env?: NodeJS.ProcessEnv; baseDir?: string; origin?: string } = {},
 ): SinkConfig {
-  const env = opts.env ?? process.env;
   const origin = opts.origin ?? "config";
   let doc: unknown;
   try {
@@ -64,6 +63,48 @@ export function parseConnectorConfig(
   } catch (e) {
     throw new ConfigError(`${origin}: not valid YAML: ${(e as Error).message.split("\n")[0]}`);
   }
+  return validateConnectorConfig(doc, { ...opts, origin });
+}
+
+/** Environment variables that stand for connector settings (the Lambda face is configured this way). */
+export const ENV_SETTINGS: Record<string, string> = {
+  FLUVIO_PG_SINK_NAME: "name",
+  FLUVIO_TOPIC: "topic",
+  FLUVIO_PARTITION: "parameters.partition",
+  FLUVIO_ENDPOINT: "parameters.fluvio_endpoint",
+  FLUVIO_SOURCE: "parameters.source",
+  MAX_RECORDS: "parameters.max_records",
+  MAX_TRANSACTION_RECORDS: "parameters.max_transaction_records",
+  STATE_SCHEMA: "parameters.state_schema",
+  MISSING_ROWS: "parameters.missing_rows",
+  CONNECT_TIMEOUT_MS: "parameters.connect_timeout_ms",
+  READ_TIMEOUT_MS: "parameters.read_timeout_ms",
+  ON_LOST_RECORDS: "parameters.on_lost_records",
+};
+
+/** The same settings, validated the same way, from environment variables (see ENV_SETTINGS). */
+export function configFromEnv(env: NodeJS.ProcessEnv): SinkConfig {
+  const parameters: Record<string, string> = {};
+  const doc: Record<string, unknown> = {
+    type: "postgres-sink",
+    name: env.FLUVIO_PG_SINK_NAME ?? "postgres-sink",
+    parameters,
+  };
+  for (const [name, setting] of Object.entries(ENV_SETTINGS)) {
+    const v = env[name];
+    if (v === undefined || v === "" || name === "FLUVIO_PG_SINK_NAME") continue;
+    if (setting.startsWith("parameters.")) parameters[setting.slice(11)] = v;
+    else doc[setting] = v;
+  }
+  return validateConnectorConfig(doc, { env, origin: "environment" });
+}
+
+export function validateConnectorConfig(
+  doc: unknown,
+  opts: { env?: NodeJS.ProcessEnv; baseDir?: string; origin?: string } = {},
+): SinkConfig {
+  const env = opts.env ?? process.env;
+  const origin = opts.origin ?? "config";
   if (!isObject(doc))
     throw new ConfigError(`${origin}: expected a mapping with name, type, topic and parameters`);
   const problems: string[] = [];

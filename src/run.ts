@@ -18,6 +18,7 @@ import {
   loadState,
   type PartitionKey,
   type SinkState,
+  saveBatchLimit,
   saveState,
   tryLockPartition,
 } from "./state.js";
@@ -55,6 +56,28 @@ export interface RunDeps {
   openSource?: (config: SinkConfig, log: Logger) => Source;
   /** Connects to the target; by default a pg.Client on config.databaseUrl. */
   connect?: (config: SinkConfig) => Promise<pg.Client>;
+  /**
+   * Wall-clock time (ms since the epoch) by which the run must have committed, e.g. a Lambda's end
+   * less a margin. Reading stops early enough to apply what was read; statements and lock waits are
+   * bounded by it. A run that still runs out of time halves its batch for the next run.
+   */
+  deadline?: number;
+}
+
+/** Less time than this before the deadline: the run does not start. */
+export const MIN_RUN_MS = 2000;
+
+/** The run ran out of the time it was given. */
+export class DeadlineError extends SinkError {
+  override name = "DeadlineError";
+}
+
+function isTimeout(e: unknown): boolean {
+  const code =
+    (e as { code?: string; cause?: { code?: string } })?.code ??
+    (e as { cause?: { code?: string } })?.cause?.code;
+  // 57014: statement timeout; 55P03: lock timeout.
+  return e instanceof DeadlineError || code === "57014" || code === "55P03";
 }
 
 export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
@@ -111,6 +134,8 @@ async function readBatch(
   state: SinkState,
   config: SinkConfig,
   log: Logger,
+  readUntil: number | null,
+  deadline: number | null,
 ): Promise<Batch> {
   const limit = BigInt(state.batchLimit ?? config.maxRecords);
   const events: Event[] = [];
@@ -124,6 +149,10 @@ async function readBatch(
     if (rec.offset !== expected)
       throw new SinkError(`source returned offset ${rec.offset} where ${expected} was expected`);
     expected++;
+    if (deadline !== null && Date.now() >= deadline)
+      throw new DeadlineError(
+        `ran out of time reading offset ${rec.offset} (a source transaction did not finish in time)`,
+      );
     const ev = decodeRecord(rec.offset, rec.value);
     if (ev.kind === "begin") {
       if (open.length > 0) {
@@ -155,6 +184,8 @@ async function readBatch(
       inTxn = false;
       nextOffset = rec.offset + 1n;
       if (nextOffset - start >= limit) break;
+      // Leave the rest of the time for applying what was read.
+      if (readUntil !== null && Date.now() >= readUntil) break;
     } else if (open.length >= config.maxTransactionRecords) {
       log.warn(
         "source transaction exceeds max_transaction_records: applying it in parts; until it completes the target shows part of it",
@@ -205,11 +236,23 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     partial_transaction: false,
     duration_ms: 0,
   };
+  const deadline = deps.deadline ?? null;
+  if (deadline !== null && deadline - Date.now() < MIN_RUN_MS)
+    throw new DeadlineError(
+      `only ${Math.max(0, deadline - Date.now())} ms left before the deadline (at least ${MIN_RUN_MS} needed): applied nothing`,
+    );
   const client = await (deps.connect ?? defaultConnect)(config);
   let source: Source | undefined;
+  let loaded: SinkState | null = null;
   try {
     await ensureStateTable(client, config.stateSchema);
     await client.query("BEGIN");
+    if (deadline !== null) {
+      // The transaction must end before the deadline, waiting on locks included.
+      const ms = Math.max(1, deadline - Date.now());
+      await client.query(`SET LOCAL statement_timeout = ${ms}`);
+      await client.query(`SET LOCAL lock_timeout = ${ms}`);
+    }
     if (!(await tryLockPartition(client, key))) {
       await client.query("ROLLBACK");
       log.warn("another run is applying this partition; this run applies nothing", { ...key });
@@ -230,12 +273,14 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
         });
       }
     }
+    loaded = state;
     source = (deps.openSource ?? defaultOpenSource)(config, log);
     const start = source.resolveStart ? await source.resolveStart(state.nextOffset) : state.nextOffset;
     // Records lost before the start leave no transaction open across the gap.
     if (start !== state.nextOffset) state.inTransaction = false;
     summary.next_offset = start.toString();
-    const batch = await readBatch(source, start, state, config, log);
+    const readUntil = deadline === null ? null : Date.now() + (deadline - Date.now()) / 2;
+    const batch = await readBatch(source, start, state, config, log, readUntil, deadline);
     failpoint("after-read");
 
     const relations: Relation[] = [];
@@ -259,7 +304,9 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       inTransaction: batch.partial,
       relations: planned.state.relations,
       types: planned.state.types,
-      batchLimit: state.batchLimit,
+      // After a run that fit in its time, a reduced batch grows back towards max_records.
+      batchLimit:
+        state.batchLimit === null || state.batchLimit * 2 >= config.maxRecords ? null : state.batchLimit * 2,
     };
     // Nothing consumed means nothing to record: the stored state already says where to resume.
     if (batch.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);
@@ -292,6 +339,17 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     return summary;
   } catch (e) {
     await client.query("ROLLBACK").catch(() => {});
+    if (deadline !== null && loaded && isTimeout(e)) {
+      // Without this a batch too big for the time would fail the same way on every run.
+      const limit = Math.max(1, Math.floor((loaded.batchLimit ?? config.maxRecords) / 2));
+      await saveBatchLimit(client, config.stateSchema, key, loaded, limit).then(
+        () => log.warn("the run ran out of time; the next run takes a smaller batch", { batch_limit: limit }),
+        () => {},
+      );
+      throw new DeadlineError(`${(e as Error).message}; the next run reads at most ${limit} records`, {
+        cause: e,
+      });
+    }
     throw e;
   } finally {
     summary.duration_ms = Date.now() - started;

@@ -142,3 +142,26 @@ export async function saveState(
     ],
   );
 }
+
+/** Records a smaller batch limit for the next run, leaving everything else as it was. */
+export async function saveBatchLimit(
+  client: pg.ClientBase,
+  schema: string,
+  key: PartitionKey,
+  current: SinkState,
+  limit: number,
+): Promise<void> {
+  await client.query("BEGIN");
+  try {
+    const r = await client.query(
+      `UPDATE ${qualified(schema, TABLE)} SET batch_limit = $4, updated_at = now()
+        WHERE connector = $1 AND topic = $2 AND partition = $3`,
+      [key.connector, key.topic, key.partition, limit],
+    );
+    if (r.rowCount === 0) await saveState(client, schema, key, { ...current, batchLimit: limit });
+    await client.query("COMMIT");
+  } catch (e) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw e;
+  }
+}

@@ -1,0 +1,138 @@
+import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { Logger } from "@aws-lambda-powertools/logger";
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
+import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import middy from "@middy/core";
+import secretsManager from "@middy/secrets-manager";
+import { clearCache } from "@middy/util";
+import type { Context } from "aws-lambda";
+import { configFromEnv } from "../config.js";
+import { asError, ConfigError } from "../errors.js";
+import type { Logger as SinkLogger } from "../log.js";
+import { redact } from "../log.js";
+import { type RunSummary, runOnce } from "../run.js";
+
+/**
+ * The scheduled Lambda face: configuration from the environment, secrets from AWS Secrets Manager
+ * (middy), structured logs and CloudWatch EMF metrics (Powertools), and the same runOnce as the CLI.
+ */
+
+/** Time kept back from the Lambda's remaining time, so the transaction ends before the runtime stops. */
+export const SAFETY_MARGIN_MS = 3000;
+
+const CACHE_KEY = "fluvio-postgres-sink-secrets";
+
+interface SinkContext extends Context {
+  databaseUrl?: unknown;
+  fluvioProfile?: unknown;
+}
+
+/** A database URL secret is either the URL itself or an RDS-style JSON secret. */
+export function urlFromSecret(value: unknown): string | undefined {
+  if (typeof value === "string" && value !== "") return value;
+  if (value && typeof value === "object") {
+    const v = value as Record<string, unknown>;
+    if (typeof v.url === "string") return v.url;
+    if (typeof v.username === "string" && typeof v.password === "string" && typeof v.host === "string") {
+      const db = typeof v.dbname === "string" ? v.dbname : "postgres";
+      return `postgres://${encodeURIComponent(v.username)}:${encodeURIComponent(v.password)}@${v.host}:${v.port ?? 5432}/${encodeURIComponent(db)}`;
+    }
+  }
+  return undefined;
+}
+
+function isAuthFailure(e: unknown): boolean {
+  const err = e as { code?: string; cause?: { code?: string } };
+  const code = err?.cause?.code ?? err?.code;
+  return code === "28P01" || code === "28000";
+}
+
+function adapt(logger: Logger): SinkLogger {
+  return {
+    debug: (m, f) => logger.debug(m, { ...f }),
+    info: (m, f) => logger.info(m, { ...f }),
+    warn: (m, f) => logger.warn(m, { ...f }),
+    error: (m, f) => logger.error(m, { ...f }),
+  };
+}
+
+export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
+  const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? "fluvio-postgres-sink" });
+  const metrics = new Metrics({
+    namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? "FluvioPostgresSink",
+    serviceName: env.POWERTOOLS_SERVICE_NAME ?? "fluvio-postgres-sink",
+  });
+  const secrets: Record<string, string> = {};
+  if (env.FLUVIO_PG_DATABASE_URL_SECRET) secrets.databaseUrl = env.FLUVIO_PG_DATABASE_URL_SECRET;
+  if (env.FLUVIO_PROFILE_SECRET) secrets.fluvioProfile = env.FLUVIO_PROFILE_SECRET;
+  const log = adapt(logger);
+
+  const fetchSecret = async (id: string): Promise<unknown> => {
+    const r = await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: id }));
+    try {
+      return JSON.parse(r.SecretString ?? "");
+    } catch {
+      return r.SecretString;
+    }
+  };
+
+  const apply = async (_event: unknown, context: SinkContext): Promise<RunSummary> => {
+    if (secrets.fluvioProfile) {
+      const profile = context.fluvioProfile;
+      const text = typeof profile === "string" ? profile : JSON.stringify(profile);
+      // The native client reads its profile from a file: a private one under /tmp.
+      const path = `/tmp/fluvio-profile-${createHash("sha256").update(text).digest("hex").slice(0, 12)}.toml`;
+      writeFileSync(path, text, { mode: 0o600 });
+      process.env.FLV_PROFILE_PATH = path;
+    }
+    const configFor = (url: string | undefined) => {
+      if (!url)
+        throw new ConfigError("environment: set FLUVIO_PG_DATABASE_URL_SECRET or FLUVIO_PG_DATABASE_URL");
+      return configFromEnv({ ...env, FLUVIO_PG_DATABASE_URL: url });
+    };
+    const deadline = () => Date.now() + context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS;
+    const url = secrets.databaseUrl ? urlFromSecret(context.databaseUrl) : env.FLUVIO_PG_DATABASE_URL;
+    let summary: RunSummary;
+    try {
+      summary = await runOnce(configFor(url), { log, deadline: deadline() });
+    } catch (e) {
+      if (!(secrets.databaseUrl && isAuthFailure(e))) throw e;
+      // The password was probably rotated since the secret was cached: fetch it once more.
+      log.warn("database login failed; fetching the database URL secret again");
+      clearCache([CACHE_KEY]);
+      const fresh = urlFromSecret(await fetchSecret(secrets.databaseUrl));
+      summary = await runOnce(configFor(fresh), { log, deadline: deadline() });
+    }
+    metrics.addMetric("RecordsApplied", MetricUnit.Count, summary.records);
+    metrics.addMetric("Transactions", MetricUnit.Count, summary.transactions);
+    metrics.addMetric("Statements", MetricUnit.Count, summary.statements);
+    metrics.addMetric("MissingRows", MetricUnit.Count, summary.missing_rows);
+    if (summary.lag !== null) metrics.addMetric("Lag", MetricUnit.Count, summary.lag);
+    metrics.addMetric("Duration", MetricUnit.Milliseconds, summary.duration_ms);
+    logger.info("run done", { summary });
+    return summary;
+  };
+
+  return middy<unknown, RunSummary, Error, SinkContext>(apply)
+    .use(injectLambdaContext(logger))
+    .use(logMetrics(metrics))
+    .use(
+      secretsManager({
+        fetchData: secrets,
+        setToContext: true,
+        cacheKey: CACHE_KEY,
+        cacheExpiry: 15 * 60 * 1000,
+        disablePrefetch: true,
+      }),
+    )
+    .use({
+      onError: async (request) => {
+        const err = asError(request.error);
+        logger.error("run failed", { error: { name: err.name, message: redact(err.message) } });
+        // No response set: middy rethrows and the invocation fails (retries are off; the next tick retries).
+      },
+    });
+}
