@@ -61,7 +61,10 @@ export class FluvioSource implements Source {
     process.env.RUST_LOG ??= "off";
     let Fluvio: Native;
     try {
-      Fluvio = (await import("@fluvio/client")).default;
+      // A CommonJS module whose class is `exports.default`: under Node's own ESM loader the class is
+      // one `default` deeper than under transpilers.
+      const mod: Native = await import("@fluvio/client");
+      Fluvio = typeof mod.default === "function" ? mod.default : mod.default?.default;
     } catch (e) {
       throw new SinkError(
         `cannot load @fluvio/client (needs Linux x86_64 with glibc 2.34): ${asError(e).message}`,

