@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { statSync } from "node:fs";
 import { after, before, test } from "node:test";
 import type { Context } from "aws-lambda";
 import pg from "pg";
@@ -130,6 +131,22 @@ test("a batch that cannot finish in time shrinks the next batch, and later invoc
   await assertSameTables(p, ["items"]);
   assert.equal(await batchLimit(), null, "the batch grew back to max_records");
 });
+test("a Fluvio profile from Secrets Manager is written privately and used to connect", async () => {
+  await load(2, 300);
+  sm.secrets.set(
+    "prod/sink/fluvio-profile",
+    `version = "2.0"\ncurrent_profile = "test"\n\n[profile.test]\ncluster = "test"\n\n[cluster.test]\nendpoint = "${cluster.endpoint}"\n\n[cluster.test.tls]\ntls_policy = "disabled"\n`,
+  );
+  const { FLUVIO_ENDPOINT: _, ...rest } = env();
+  const handler = createApplyHandler({ ...rest, FLUVIO_PROFILE_SECRET: "prod/sink/fluvio-profile" });
+  const s = await handler({}, context(30_000));
+  assert.equal(s.lag, 0);
+  const path = process.env.FLV_PROFILE_PATH as string;
+  assert.match(path, /^\/tmp\/fluvio-profile-[0-9a-f]{12}\.toml$/);
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  await assertSameTables(p, ["items"]);
+});
+
 // The native Fluvio client, stopped before a partition's end (max_records), stays referenced in this
 // process; Lambda freezes after the handler resolves and the CLI exits explicitly, so this file does too.
 after(() => setTimeout(() => process.exit(), 200));

@@ -23,8 +23,6 @@ import { type RunSummary, runOnce } from "../run.js";
 /** Time kept back from the Lambda's remaining time, so the transaction ends before the runtime stops. */
 export const SAFETY_MARGIN_MS = 3000;
 
-const CACHE_KEY = "fluvio-postgres-sink-secrets";
-
 interface SinkContext extends Context {
   databaseUrl?: unknown;
   fluvioProfile?: unknown;
@@ -69,6 +67,8 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
   if (env.FLUVIO_PG_DATABASE_URL_SECRET) secrets.databaseUrl = env.FLUVIO_PG_DATABASE_URL_SECRET;
   if (env.FLUVIO_PROFILE_SECRET) secrets.fluvioProfile = env.FLUVIO_PROFILE_SECRET;
   const log = adapt(logger);
+  // Per set of secrets: middy's cache is process-wide.
+  const cacheKey = `fluvio-postgres-sink:${JSON.stringify(secrets)}`;
 
   const fetchSecret = async (id: string): Promise<unknown> => {
     const r = await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: id }));
@@ -102,7 +102,7 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
       if (!(secrets.databaseUrl && isAuthFailure(e))) throw e;
       // The password was probably rotated since the secret was cached: fetch it once more.
       log.warn("database login failed; fetching the database URL secret again");
-      clearCache([CACHE_KEY]);
+      clearCache([cacheKey]);
       const fresh = urlFromSecret(await fetchSecret(secrets.databaseUrl));
       summary = await runOnce(configFor(fresh), { log, deadline: deadline() });
     }
@@ -123,7 +123,7 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
       secretsManager({
         fetchData: secrets,
         setToContext: true,
-        cacheKey: CACHE_KEY,
+        cacheKey,
         cacheExpiry: 15 * 60 * 1000,
         disablePrefetch: true,
       }),
