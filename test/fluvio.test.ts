@@ -1,22 +1,19 @@
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { runCli, writeConfig } from "./support/cli.js";
 import { FluvioTestCluster } from "./support/fluvio/cluster.js";
 import { produce } from "./support/fluvio/produce.js";
-import { assertSameTables, makePair, type Pair, storedOffset } from "./support/harness.js";
-import { type PgServer, startPostgres } from "./support/pg.js";
+import {
+  assertSameTables,
+  makePair,
+  type Pair,
+  pgAndFluvioForFile,
+  storedOffset,
+} from "./support/harness.js";
 
-let server: PgServer;
-let cluster: FluvioTestCluster;
-before(async () => {
-  server = await startPostgres();
-  cluster = await FluvioTestCluster.start();
-});
-after(async () => {
-  await cluster?.stop();
-  await server?.stop();
-});
+const services = pgAndFluvioForFile();
+const cluster = () => services().cluster;
 
 function config(
   p: Pair,
@@ -50,12 +47,12 @@ async function workload(p: Pair, n: number) {
 }
 
 test("end to end: SQL on the source, produced into Fluvio, repeated runs, target equals source", async () => {
-  const p = await makePair(server, "fl_e2e");
+  const p = await makePair(services().server, "fl_e2e");
   try {
-    cluster.createTopic("cdc");
+    cluster().createTopic("cdc");
     await workload(p, 40);
-    await produce(cluster.endpoint, "cdc", await p.capture());
-    const cfg = config(p, "cdc", cluster.endpoint);
+    await produce(cluster().endpoint, "cdc", await p.capture());
+    const cfg = config(p, "cdc", cluster().endpoint);
     let runs = 0;
     for (;;) {
       const r = await runCli(["run", "--config", cfg]);
@@ -68,14 +65,14 @@ test("end to end: SQL on the source, produced into Fluvio, repeated runs, target
     }
     assert.ok(runs >= 5);
     await assertSameTables(p, ["items"]);
-    assert.equal(await storedOffset(p, "fluvio-sink"), String(cluster.highWatermark("cdc")));
+    assert.equal(await storedOffset(p, "fluvio-sink"), String(cluster().highWatermark("cdc")));
     // More changes later, then a run picks them up; status shows the lag before it.
     await p.sql(`DELETE FROM items WHERE id < 10`);
-    await produce(cluster.endpoint, "cdc", await p.capture());
+    await produce(cluster().endpoint, "cdc", await p.capture());
     const st = JSON.parse((await runCli(["status", "--config", cfg])).stdout);
     assert.equal(st.lag, p.records.length - Number(st.next_offset));
     assert.ok(st.lag > 0);
-    const r = await runCli(["run", "--config", config(p, "cdc", cluster.endpoint, { max_records: 1000 })]);
+    const r = await runCli(["run", "--config", config(p, "cdc", cluster().endpoint, { max_records: 1000 })]);
     assert.equal(JSON.parse(r.stdout).lag, 0);
     await assertSameTables(p, ["items"]);
     const idle = JSON.parse((await runCli(["run", "--config", cfg])).stdout);
@@ -86,11 +83,11 @@ test("end to end: SQL on the source, produced into Fluvio, repeated runs, target
 });
 
 test("an empty topic applies nothing and the process exits at once", async () => {
-  const p = await makePair(server, "fl_empty");
+  const p = await makePair(services().server, "fl_empty");
   try {
-    cluster.createTopic("empty");
+    cluster().createTopic("empty");
     const started = Date.now();
-    const r = await runCli(["run", "--config", config(p, "empty", cluster.endpoint)]);
+    const r = await runCli(["run", "--config", config(p, "empty", cluster().endpoint)]);
     assert.equal(r.code, 0, r.stderr);
     const s = JSON.parse(r.stdout);
     assert.deepEqual([s.status, s.records, s.lag], ["idle", 0, 0]);
@@ -101,17 +98,17 @@ test("an empty topic applies nothing and the process exits at once", async () =>
 });
 
 test("records removed by retention: a clear error with the count, or skipped when configured", async () => {
-  const p = await makePair(server, "fl_retention");
+  const p = await makePair(services().server, "fl_retention");
   try {
-    cluster.createTopic("ret");
+    cluster().createTopic("ret");
     await p.sql(`CREATE TABLE items (id int PRIMARY KEY)`);
     await p.sql(`INSERT INTO items VALUES (1)`);
     const first = await p.capture();
     await p.sql(`INSERT INTO items VALUES (2)`);
     const second = await p.capture();
-    await produce(cluster.endpoint, "ret", [...first, ...second]);
-    cluster.setLogStart("ret", 0, BigInt(first.length));
-    const r = await runCli(["run", "--config", config(p, "ret", cluster.endpoint)]);
+    await produce(cluster().endpoint, "ret", [...first, ...second]);
+    cluster().setLogStart("ret", 0, BigInt(first.length));
+    const r = await runCli(["run", "--config", config(p, "ret", cluster().endpoint)]);
     assert.equal(r.code, 1);
     assert.match(
       r.stderr,
@@ -125,7 +122,7 @@ test("records removed by retention: a clear error with the count, or skipped whe
     const s = await runCli([
       "run",
       "--config",
-      config(p, "ret", cluster.endpoint, { on_lost_records: "skip" }),
+      config(p, "ret", cluster().endpoint, { on_lost_records: "skip" }),
     ]);
     assert.equal(s.code, 0, s.stderr);
     assert.match(s.stderr, /removed by retention before this sink applied them; continuing after them/);
@@ -141,7 +138,7 @@ test("records removed by retention: a clear error with the count, or skipped whe
 });
 
 test("unreachable, silent and disconnecting clusters fail within the timeout and apply nothing", async () => {
-  const p = await makePair(server, "fl_fail");
+  const p = await makePair(services().server, "fl_fail");
   try {
     // Nothing listens on port 1.
     let started = Date.now();
@@ -162,28 +159,32 @@ test("unreachable, silent and disconnecting clusters fail within the timeout and
     assert.ok(Date.now() - started < 10_000, "gives up at the timeout and exits");
     await silent.stop();
 
-    cluster.createTopic("drop");
+    cluster().createTopic("drop");
     await p.sql(`CREATE TABLE items (id int PRIMARY KEY)`);
     await p.sql(`INSERT INTO items SELECT generate_series(1, 30)`);
-    await produce(cluster.endpoint, "drop", await p.capture());
-    cluster.dropStreamsAfter = 10;
+    await produce(cluster().endpoint, "drop", await p.capture());
+    cluster().dropStreamsAfter = 10;
     try {
       const dropped = await runCli([
         "run",
         "--config",
-        config(p, "drop", cluster.endpoint, { max_records: 1000 }),
+        config(p, "drop", cluster().endpoint, { max_records: 1000 }),
       ]);
       assert.equal(dropped.code, 1);
       assert.match(dropped.stderr, /reading offset 10 from Fluvio cluster .* failed/);
     } finally {
-      cluster.dropStreamsAfter = null;
+      cluster().dropStreamsAfter = null;
     }
     assert.equal(await storedOffset(p, "fluvio-sink"), null);
-    const ok = await runCli(["run", "--config", config(p, "drop", cluster.endpoint, { max_records: 1000 })]);
+    const ok = await runCli([
+      "run",
+      "--config",
+      config(p, "drop", cluster().endpoint, { max_records: 1000 }),
+    ]);
     assert.equal(ok.code, 0, ok.stderr);
     await assertSameTables(p, ["items"]);
 
-    const missing = await runCli(["run", "--config", config(p, "no-such-topic", cluster.endpoint)]);
+    const missing = await runCli(["run", "--config", config(p, "no-such-topic", cluster().endpoint)]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /topic no-such-topic partition 0: no such topic partition/);
   } finally {

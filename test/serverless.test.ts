@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { FluvioTestCluster } from "./support/fluvio/cluster.js";
+import { before, test } from "node:test";
+import { runProcess } from "./support/cli.js";
 import { produce } from "./support/fluvio/produce.js";
-import { assertSameTables, makePair } from "./support/harness.js";
-import { type PgServer, startPostgres } from "./support/pg.js";
+import { assertSameTables, makePair, pgAndFluvioForFile } from "./support/harness.js";
 
 const root = join(import.meta.dirname, "..");
 const DB_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/sink/db-AbCdEf";
@@ -98,35 +97,7 @@ test("serverless package: schedule, one at a time, no retries, x86_64, Node runt
   assert.equal(fn2.Properties.VpcConfig, undefined);
 });
 
-let server: PgServer;
-let cluster: FluvioTestCluster;
-before(async () => {
-  server = await startPostgres();
-  cluster = await FluvioTestCluster.start();
-});
-after(async () => {
-  await cluster?.stop();
-  await server?.stop();
-});
-
-function spawnAsync(
-  cmd: string,
-  args: string[],
-  opts: { cwd: string; env: NodeJS.ProcessEnv },
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, opts);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("exit", (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+const services = pgAndFluvioForFile();
 
 /** A Node binary of the Lambda runtime's major, from the npm registry, cached in node_modules/.cache. */
 function lambdaNode(): string {
@@ -155,6 +126,7 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
   sls(["package", "--stage", "ci", `--param=databaseUrlSecretArn=${DB_SECRET}`]);
   const dir = mkdtempSync(join(tmpdir(), "fps-zip-"));
   execFileSync("unzip", ["-q", join(root, ".serverless", "fluvio-postgres-sink.zip"), "-d", dir]);
+  const { server, cluster } = services();
   const p = await makePair(server, "packaged");
   try {
     cluster.createTopic("pkg");
@@ -162,8 +134,8 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
     await p.sql(`INSERT INTO items SELECT g, jsonb_build_object('g', g) FROM generate_series(1, 25) g`);
     await p.sql(`UPDATE items SET v = v || '{"x": 1}' WHERE id % 3 = 0`);
     await produce(cluster.endpoint, "pkg", await p.capture());
-    // Not spawnSync: the test cluster answering the handler lives in this process.
-    const r = await spawnAsync(
+    // Asynchronously: the test cluster answering the handler lives in this process.
+    const r = await runProcess(
       lambdaNode(),
       [
         join(root, "test", "support", "invoke-packaged.mjs"),
@@ -182,7 +154,7 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
         },
       },
     );
-    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     const line = r.stdout.split("\n").find((l) => l.startsWith("SUMMARY "));
     const summary = JSON.parse((line ?? "").slice(8));
     assert.match(summary.node, new RegExp(`^v${LAMBDA_NODE}\\.`));

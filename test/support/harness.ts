@@ -8,6 +8,7 @@ import { DEFAULTS, type SinkConfig } from "../../src/config.js";
 import { silentLogger } from "../../src/log.js";
 import { type RunSummary, runOnce } from "../../src/run.js";
 import { WalCapture } from "./capture.js";
+import { FluvioTestCluster } from "./fluvio/cluster.js";
 import { type PgServer, startPostgres } from "./pg.js";
 
 /** A source database with WAL capture, a target database, and a topic export file between them. */
@@ -149,5 +150,23 @@ export function pairForFile(name: string): () => Pair {
   return () => {
     if (!pair) throw new Error("the pair is not started yet");
     return pair;
+  };
+}
+
+/** Registers hooks that start a throwaway PostgreSQL and a Fluvio test cluster for the calling file. */
+export function pgAndFluvioForFile(): () => { server: PgServer; cluster: FluvioTestCluster } {
+  let server: PgServer | undefined;
+  let cluster: FluvioTestCluster | undefined;
+  before(async () => {
+    server = await startPostgres();
+    cluster = await FluvioTestCluster.start();
+  });
+  after(async () => {
+    await cluster?.stop();
+    await server?.stop();
+  });
+  return () => {
+    if (!server || !cluster) throw new Error("the services are not started yet");
+    return { server, cluster };
   };
 }
