@@ -147,6 +147,36 @@ test("a Fluvio profile from Secrets Manager is written privately and used to con
   await assertSameTables(p, ["items"]);
 });
 
+test("each invocation publishes CloudWatch EMF metrics, lag among them", async () => {
+  await load(2, 400);
+  process.env.POWERTOOLS_METRICS_DISABLED = "false";
+  const lines: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    lines.push(String(chunk));
+    return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof process.stdout.write;
+  try {
+    const handler = createApplyHandler(env());
+    const s = await handler({}, context(30_000));
+    const emf = lines
+      .flatMap((l) => l.split("\n"))
+      .filter((l) => l.includes('"_aws"'))
+      .map((l) => JSON.parse(l));
+    assert.equal(emf.length, 1, lines.join(""));
+    const m = emf[0];
+    assert.equal(m._aws.CloudWatchMetrics[0].Namespace, "FluvioPostgresSink");
+    const names = m._aws.CloudWatchMetrics[0].Metrics.map((x: { Name: string }) => x.Name);
+    for (const n of ["RecordsApplied", "Transactions", "Statements", "MissingRows", "Lag", "Duration"])
+      assert.ok(names.includes(n), n);
+    assert.equal(m.RecordsApplied, s.records);
+    assert.equal(m.Lag, 0);
+  } finally {
+    process.stdout.write = write;
+    process.env.POWERTOOLS_METRICS_DISABLED = "true";
+  }
+});
+
 // The native Fluvio client, stopped before a partition's end (max_records), stays referenced in this
 // process; Lambda freezes after the handler resolves and the CLI exits explicitly, so this file does too.
 after(() => setTimeout(() => process.exit(), 200));
