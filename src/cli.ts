@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
+import { qualified } from "./apply/sql.js";
 import { parseConnectorConfig, type SinkConfig } from "./config.js";
 import { asError, ConfigError } from "./errors.js";
 import { jsonLogger, redact } from "./log.js";
@@ -35,7 +36,7 @@ async function status(config: SinkConfig): Promise<Record<string, unknown>> {
   try {
     const key = { connector: config.name, topic: config.topic, partition: config.partition };
     const exists = await client.query("SELECT to_regclass($1) IS NOT NULL AS ok", [
-      `"${config.stateSchema.replaceAll('"', '""')}".state`,
+      qualified(config.stateSchema, "state"),
     ]);
     const state = exists.rows[0]?.ok ? await loadState(client, config.stateSchema, key) : null;
     const source = defaultOpenSource(config, jsonLogger());

@@ -117,8 +117,6 @@ async function defaultConnect(config: SinkConfig): Promise<pg.Client> {
 interface Batch {
   events: Event[];
   nextOffset: bigint;
-  /** Records read past nextOffset that belong to a transaction not yet complete. */
-  pendingRecords: number;
   exceeded: boolean;
   partial: boolean;
   startsInside: boolean;
@@ -201,7 +199,6 @@ async function readBatch(
   return {
     events,
     nextOffset,
-    pendingRecords: Number(expected - nextOffset),
     exceeded: nextOffset - start > limit,
     partial,
     startsInside: startsInside && events.length > 0 && events[0]?.kind !== "begin",
@@ -292,7 +289,6 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     await client.query("SET CONSTRAINTS ALL DEFERRED");
     const catalog = await loadCatalog(client, relations, types);
     const planned = plan(batch.events, { ...state, inTransaction: batch.startsInside }, catalog);
-    for (const w of planned.warnings) log.warn(w);
     const executed = await executePlan(client, planned.steps, config.missingRows, (msg, fields) =>
       log.warn(msg, fields),
     );

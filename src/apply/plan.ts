@@ -68,7 +68,6 @@ export interface Plan {
   steps: Step[];
   state: PlanState;
   stats: PlanStats;
-  warnings: string[];
 }
 
 export function plan(events: Iterable<Event>, state: PlanState, catalog: Catalog): Plan {
@@ -150,7 +149,6 @@ class Planner {
   private inTxn: boolean;
   private skipping = false;
   private txnLsn: bigint | null = null;
-  private readonly warnings: string[] = [];
   private readonly stats: PlanStats = {
     transactions: 0,
     skippedTransactions: 0,
@@ -236,7 +234,6 @@ class Planner {
         inTransaction: this.inTxn,
       },
       stats: this.stats,
-      warnings: this.warnings,
     };
   }
 
