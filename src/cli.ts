@@ -2,12 +2,11 @@
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import pg from "pg";
 import { qualified } from "./apply/sql.js";
 import { parseConnectorConfig, type SinkConfig } from "./config.js";
 import { asError, ConfigError } from "./errors.js";
 import { jsonLogger, redact } from "./log.js";
-import { defaultOpenSource, runOnce } from "./run.js";
+import { connectTarget, defaultOpenSource, runOnce } from "./run.js";
 import { loadState } from "./state.js";
 
 const USAGE = `usage: fluvio-postgres-sink <command> --config <connector.yaml>
@@ -30,9 +29,7 @@ async function loadConfig(path: string): Promise<SinkConfig> {
 }
 
 async function status(config: SinkConfig): Promise<Record<string, unknown>> {
-  const client = new pg.Client({ connectionString: config.databaseUrl });
-  client.on("error", () => {});
-  await client.connect();
+  const client = await connectTarget(config);
   try {
     const key = { connector: config.name, topic: config.topic, partition: config.partition };
     const exists = await client.query("SELECT to_regclass($1) IS NOT NULL AS ok", [

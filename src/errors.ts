@@ -27,3 +27,10 @@ export function asError(e: unknown): Error {
   if (Array.isArray(e)) return new Error(e.map(String).join("; "));
   return new Error(String(e));
 }
+
+/** The PostgreSQL SQLSTATE of an error, or of the error it wraps. */
+export function sqlState(e: unknown): string | undefined {
+  const err = e as { code?: unknown; cause?: { code?: unknown } } | null;
+  const code = err?.code ?? err?.cause?.code;
+  return typeof code === "string" ? code : undefined;
+}

@@ -3,7 +3,7 @@ import { loadCatalog } from "./apply/catalog.js";
 import { executePlan } from "./apply/execute.js";
 import { plan } from "./apply/plan.js";
 import type { SinkConfig } from "./config.js";
-import { RecordError, SinkError } from "./errors.js";
+import { RecordError, SinkError, sqlState } from "./errors.js";
 import { decodeRecord } from "./events/decode.js";
 import type { Event, Relation } from "./events/types.js";
 import { failpoint } from "./failpoint.js";
@@ -73,9 +73,7 @@ export class DeadlineError extends SinkError {
 }
 
 function isTimeout(e: unknown): boolean {
-  const code =
-    (e as { code?: string; cause?: { code?: string } })?.code ??
-    (e as { cause?: { code?: string } })?.cause?.code;
+  const code = sqlState(e);
   // 57014: statement timeout; 55P03: lock timeout.
   return e instanceof DeadlineError || code === "57014" || code === "55P03";
 }
@@ -93,7 +91,8 @@ export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
   });
 }
 
-async function defaultConnect(config: SinkConfig): Promise<pg.Client> {
+/** Connects to the target database; a failure names the cause, never the URL. */
+export async function connectTarget(config: SinkConfig): Promise<pg.Client> {
   const client = new pg.Client({
     connectionString: config.databaseUrl,
     application_name: `fluvio-postgres-sink:${config.name}`,
@@ -238,7 +237,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     throw new DeadlineError(
       `only ${Math.max(0, deadline - Date.now())} ms left before the deadline (at least ${MIN_RUN_MS} needed): applied nothing`,
     );
-  const client = await (deps.connect ?? defaultConnect)(config);
+  const client = await (deps.connect ?? connectTarget)(config);
   let source: Source | undefined;
   let loaded: SinkState | null = null;
   try {

@@ -10,7 +10,7 @@ import secretsManager from "@middy/secrets-manager";
 import { clearCache } from "@middy/util";
 import type { Context } from "aws-lambda";
 import { configFromEnv } from "../config.js";
-import { asError, ConfigError } from "../errors.js";
+import { asError, ConfigError, sqlState } from "../errors.js";
 import type { Logger as SinkLogger } from "../log.js";
 import { redact } from "../log.js";
 import { type RunSummary, runOnce } from "../run.js";
@@ -43,8 +43,7 @@ export function urlFromSecret(value: unknown): string | undefined {
 }
 
 function isAuthFailure(e: unknown): boolean {
-  const err = e as { code?: string; cause?: { code?: string } };
-  const code = err?.cause?.code ?? err?.code;
+  const code = sqlState(e);
   return code === "28P01" || code === "28000";
 }
 

@@ -188,7 +188,7 @@ export class FluvioSource implements Source {
     }
   }
 
-  /** Where the records start now: the stored offset, or past records lost to retention when allowed. */
+  /** The high watermark read for this run (or now, if nothing was read). */
   async endOffset(): Promise<bigint> {
     return (this.bounds ?? (await this.partitionBounds())).end;
   }
