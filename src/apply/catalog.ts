@@ -32,7 +32,8 @@ export async function loadCatalog(
   for (const r of relations) names.set(tableKey(r.namespace, r.name), [r.namespace, r.name]);
   for (const o of ownedTables) names.set(tableKey(o.schema, o.name), [o.schema, o.name]);
   const t = await client.query<{ s: string; t: string; col: string | null; cast: string; pk: string | null }>(
-    `SELECT n.nspname AS s, c.relname AS t, a.attname AS col, format('%I.%I', tn.nspname, ty.typname) AS cast,
+    `SELECT n.nspname AS s, c.relname AS t, a.attname AS col,
+            CASE WHEN a.attname IS NOT NULL THEN format('%I.%I', tn.nspname, ty.typname) END AS cast,
             (SELECT k.conname FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p') AS pk
        FROM unnest($1::text[], $2::text[]) AS w(s, t)
        JOIN pg_namespace n ON n.nspname = w.s

@@ -62,39 +62,37 @@ const sameType = (a: Column, b: Column) => a.typeId === b.typeId && a.typeModifi
  * How each new column continues an old one: `from[j]` is the old index of new column j, or -1 for an
  * added column. The survivors of a table change are an order-preserving subsequence of the old
  * columns that fills the prefix of the new list; whatever follows was added. Relation messages do
- * not say which subsequence, so the simplest history is taken: the fewest operations (a drop, an add,
- * a rename and a type change count one each), and among equally simple ones the one that keeps the
- * most columns, so no data is lost to a guess.
+ * not say which subsequence, so the one that loses the least is taken: the most survivors that kept
+ * their name or their type (a column that changed both may as well have been dropped and another
+ * added, and a type conversion it does not need can fail), then the most survivors at all, then the
+ * most same-name, then same-type pairs.
  */
 export function mapColumns(old: Column[], next: Column[]): number[] {
   const m = old.length;
   const n = next.length;
-  // Lexicographic (operations, then fewer survivors) as one number; keeping a column earns 1.
-  const OP = 1 << 12;
-  const pair = (i: number, j: number) =>
-    ((old[i] as Column).name === (next[j] as Column).name ? 0 : OP) +
-    (sameType(old[i] as Column, next[j] as Column) ? 0 : OP) -
-    1;
-  // cost[i][j]: old[0..i) has become next[0..j) (j survivors), the rest of old[0..i) dropped.
-  const cost: number[][] = Array.from({ length: m + 1 }, () => new Array<number>(n + 1).fill(Infinity));
-  for (let i = 0; i <= m; i++) (cost[i] as number[])[0] = i * OP;
+  // The criteria as one number, most significant first (PostgreSQL allows at most 1600 columns).
+  const B = 2048;
+  const pair = (i: number, j: number) => {
+    const name = (old[i] as Column).name === (next[j] as Column).name;
+    const type = sameType(old[i] as Column, next[j] as Column);
+    return (name || type ? B ** 3 : 0) + B ** 2 + (name ? B : 0) + (type ? 1 : 0);
+  };
+  // best[i][j]: old[0..i) has become next[0..j) (j survivors), the rest of old[0..i) dropped.
+  const best: number[][] = Array.from({ length: m + 1 }, () => new Array<number>(n + 1).fill(-1));
+  for (let i = 0; i <= m; i++) (best[i] as number[])[0] = 0;
   for (let i = 1; i <= m; i++)
     for (let j = 1; j <= Math.min(i, n); j++)
-      (cost[i] as number[])[j] = Math.min(
-        ((cost[i - 1] as number[])[j] as number) + OP,
-        ((cost[i - 1] as number[])[j - 1] as number) + pair(i - 1, j - 1),
+      (best[i] as number[])[j] = Math.max(
+        (best[i - 1] as number[])[j] as number,
+        ((best[i - 1] as number[])[j - 1] as number) + pair(i - 1, j - 1),
       );
   let k = 0;
   for (let j = 1; j <= Math.min(m, n); j++)
-    if (
-      ((cost[m] as number[])[j] as number) + (n - j) * OP <=
-      ((cost[m] as number[])[k] as number) + (n - k) * OP
-    )
-      k = j;
+    if (((best[m] as number[])[j] as number) > ((best[m] as number[])[k] as number)) k = j;
   const from = new Array<number>(n).fill(-1);
   for (let i = m, j = k; j > 0; i--) {
-    const here = (cost[i] as number[])[j] as number;
-    if (here === ((cost[i - 1] as number[])[j - 1] as number) + pair(i - 1, j - 1)) {
+    const keep = ((best[i - 1] as number[])[j - 1] as number) + pair(i - 1, j - 1);
+    if (keep === (best[i] as number[])[j]) {
       from[j - 1] = i - 1;
       j--;
     }
