@@ -240,3 +240,24 @@ test("parked and key names fit PostgreSQL's 63-byte identifiers on a character b
   assert.ok(Buffer.byteLength(primaryKeyName(long, 12)) <= 63);
   assert.equal(parkedName("t", 5), "t__rel5");
 });
+
+test("a move to another schema renames first when that schema has a table of the old name", () => {
+  const mv = rel(1, "mv", [col("id", INT, true)]);
+  const there: TargetTable = {
+    schema: "other",
+    name: "mv",
+    columns: [{ name: "id", cast: "pg_catalog.int4" }],
+  };
+  const f = follower([cached(mv)], [tableOfCache(cached(mv)), there]);
+  assert.deepEqual(f.follow({ ...mv, namespace: "other", name: "mv2" }, 1n)?.ddl, [
+    'ALTER TABLE "public"."mv" RENAME TO "mv2"',
+    'CREATE SCHEMA IF NOT EXISTS "other"',
+    'ALTER TABLE "public"."mv2" SET SCHEMA "other"',
+  ]);
+  const g = follower([cached(mv)], [tableOfCache(cached(mv))]);
+  assert.deepEqual(g.follow({ ...mv, namespace: "other", name: "mv2" }, 1n)?.ddl, [
+    'CREATE SCHEMA IF NOT EXISTS "other"',
+    'ALTER TABLE "public"."mv" SET SCHEMA "other"',
+    'ALTER TABLE "other"."mv" RENAME TO "mv2"',
+  ]);
+});

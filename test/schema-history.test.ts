@@ -276,3 +276,16 @@ test("a state written before table ownership was recorded still loads and follow
   await sql(`UPDATE legacy2 SET w = 'uno' WHERE id = 1`);
   await sync(["legacy2"]);
 });
+
+test("a table moved to a schema that has a table of its old name", async () => {
+  await sql(
+    `CREATE SCHEMA other; CREATE TABLE other.mv (id int PRIMARY KEY, o text); CREATE TABLE mv (id int PRIMARY KEY, v text)`,
+  );
+  await sql(`INSERT INTO other.mv VALUES (1, 'other'); INSERT INTO mv VALUES (1, 'public')`);
+  await sync(["other.mv", "mv"]);
+  await sql(
+    `ALTER TABLE mv RENAME TO mv2; ALTER INDEX mv_pkey RENAME TO mv2_pkey; ALTER TABLE mv2 SET SCHEMA other`,
+  );
+  await sql(`UPDATE other.mv2 SET v = 'moved'; UPDATE other.mv SET o = 'still other'`);
+  await sync(["other.mv", "other.mv2"]);
+});

@@ -191,14 +191,29 @@ export class SchemaFollower {
     return null;
   }
 
+  private occupied(schema: string, name: string): boolean {
+    return this.tables.has(tableKey(schema, name)) || this.ownerOf(schema, name, -1) !== null;
+  }
+
   /** Renames a table in the model and in SQL. */
   private renameTable(from: OwnedTable, to: OwnedTable, change: SchemaChange): void {
-    if (from.schema !== to.schema) {
+    const setSchema = (name: string) => {
       change.ddl.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(to.schema)}`);
-      change.ddl.push(`ALTER TABLE ${qualified(from.schema, from.name)} SET SCHEMA ${quoteIdent(to.schema)}`);
+      change.ddl.push(`ALTER TABLE ${qualified(from.schema, name)} SET SCHEMA ${quoteIdent(to.schema)}`);
+    };
+    const rename = (schema: string) =>
+      change.ddl.push(`ALTER TABLE ${qualified(schema, from.name)} RENAME TO ${quoteIdent(to.name)}`);
+    if (from.schema === to.schema) {
+      if (from.name !== to.name) rename(from.schema);
+    } else if (from.name === to.name) setSchema(from.name);
+    else if (this.occupied(to.schema, from.name)) {
+      // Moving first would collide with the new schema's table of the old name: rename first.
+      rename(from.schema);
+      setSchema(to.name);
+    } else {
+      setSchema(from.name);
+      rename(to.schema);
     }
-    if (from.name !== to.name)
-      change.ddl.push(`ALTER TABLE ${qualified(to.schema, from.name)} RENAME TO ${quoteIdent(to.name)}`);
     const key = tableKey(from.schema, from.name);
     const model = this.tables.get(key);
     this.tables.delete(key);
