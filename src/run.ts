@@ -1,6 +1,7 @@
 import pg from "pg";
 import { loadCatalog } from "./apply/catalog.js";
 import { executePlan } from "./apply/execute.js";
+import { tableOf } from "./apply/model.js";
 import { plan } from "./apply/plan.js";
 import type { SinkConfig } from "./config.js";
 import { RecordError, SinkError, sqlState } from "./errors.js";
@@ -286,8 +287,13 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       else if (ev.kind === "type") types.set(ev.id, { namespace: ev.namespace, name: ev.name });
     }
     await client.query("SET CONSTRAINTS ALL DEFERRED");
-    const catalog = await loadCatalog(client, relations, types);
+    const owned = relations.flatMap((r) => {
+      const c = state.relations.get(r.relId);
+      return c ? [tableOf(c)] : [];
+    });
+    const catalog = await loadCatalog(client, relations, types, owned);
     const planned = plan(batch.events, { ...state, inTransaction: batch.startsInside }, catalog);
+    for (const w of planned.warnings) log.warn(w.message, w.fields);
     const executed = await executePlan(client, planned.steps, config.missingRows, (msg, fields) =>
       log.warn(msg, fields),
     );

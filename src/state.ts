@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { CachedRelation } from "./apply/model.js";
+import { type CachedRelation, tableOf } from "./apply/model.js";
 import { qualified, quoteIdent } from "./apply/sql.js";
 import type { Relation } from "./events/types.js";
 
@@ -119,6 +119,8 @@ export async function saveState(
   const relations: CachedRelation[] = [...s.relations.values()].map((c) => ({
     relation: c.relation as Relation,
     casts: c.casts,
+    table: tableOf(c),
+    created: c.created === true,
   }));
   const types = [...s.types.entries()].map(([id, t]) => ({ id, ...t }));
   await client.query(

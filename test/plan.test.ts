@@ -152,7 +152,7 @@ test("identifiers are quoted, values never appear in SQL", () => {
   assert.ok(
     sqls.some((q) =>
       q.includes(
-        'CREATE TABLE "we""ird"."t; DROP TABLE x" ("id""" integer, "v""" text, PRIMARY KEY ("id"""))',
+        'CREATE TABLE "we""ird"."t; DROP TABLE x" ("id""" integer, "v""" text, CONSTRAINT "t; DROP TABLE x__rel1_pkey" PRIMARY KEY ("id"""))',
       ),
     ),
   );

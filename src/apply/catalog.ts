@@ -21,6 +21,8 @@ export async function loadCatalog(
   client: pg.ClientBase,
   relations: Relation[],
   customTypes: Map<number, { namespace: string; name: string }>,
+  /** Tables the batch's rel_ids own under other names (renamed or parked since). */
+  ownedTables: { schema: string; name: string }[] = [],
 ): Promise<Catalog> {
   const tables = new Map<string, TargetTable>();
   const types = new Map<string, ResolvedType>();
@@ -28,22 +30,27 @@ export async function loadCatalog(
 
   const names = new Map<string, [string, string]>();
   for (const r of relations) names.set(tableKey(r.namespace, r.name), [r.namespace, r.name]);
-  const t = await client.query<{ s: string; t: string; col: string; cast: string }>(
-    `SELECT n.nspname AS s, c.relname AS t, a.attname AS col, format('%I.%I', tn.nspname, ty.typname) AS cast
+  for (const o of ownedTables) names.set(tableKey(o.schema, o.name), [o.schema, o.name]);
+  const t = await client.query<{ s: string; t: string; col: string | null; cast: string; pk: string | null }>(
+    `SELECT n.nspname AS s, c.relname AS t, a.attname AS col,
+            CASE WHEN a.attname IS NOT NULL THEN format('%I.%I', tn.nspname, ty.typname) END AS cast,
+            (SELECT k.conname FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p') AS pk
        FROM unnest($1::text[], $2::text[]) AS w(s, t)
        JOIN pg_namespace n ON n.nspname = w.s
        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.t AND c.relkind IN ('r', 'p')
-       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-       JOIN pg_type ty ON ty.oid = a.atttypid
-       JOIN pg_namespace tn ON tn.oid = ty.typnamespace
+       LEFT JOIN (pg_attribute a
+            JOIN pg_type ty ON ty.oid = a.atttypid
+            JOIN pg_namespace tn ON tn.oid = ty.typnamespace)
+         ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY n.nspname, c.relname, a.attnum`,
     [[...names.values()].map((x) => x[0]), [...names.values()].map((x) => x[1])],
   );
   for (const row of t.rows) {
     const key = tableKey(row.s, row.t);
-    const table = tables.get(key) ?? { schema: row.s, name: row.t, columns: [] };
+    const table = tables.get(key) ?? { schema: row.s, name: row.t, columns: [], primaryKey: row.pk };
     tables.set(key, table);
-    table.columns.push({ name: row.col, cast: row.cast });
+    // A table without columns still exists (one row, col NULL).
+    if (row.col !== null) table.columns.push({ name: row.col, cast: row.cast });
   }
 
   const wanted = new Map<string, { oid: number; mod: number }>();

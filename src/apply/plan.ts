@@ -10,8 +10,9 @@ import {
   type UpdateEvent,
   type Value,
 } from "../events/types.js";
-import { type CachedRelation, type Catalog, type TargetTable, tableKey, typeKey } from "./model.js";
-import { displayName, qualified, quoteIdent } from "./sql.js";
+import { type CachedRelation, type Catalog, tableOf } from "./model.js";
+import { SchemaFollower, type SchemaWarning } from "./schema.js";
+import { displayName, qualified } from "./sql.js";
 import {
   type Cell,
   deleteRows,
@@ -68,6 +69,8 @@ export interface Plan {
   steps: Step[];
   state: PlanState;
   stats: PlanStats;
+  /** Things the run should log (ambiguous schema histories). */
+  warnings: SchemaWarning[];
 }
 
 export function plan(events: Iterable<Event>, state: PlanState, catalog: Catalog): Plan {
@@ -121,9 +124,10 @@ interface Phases {
 }
 
 function shapeOf(rel: CachedRelation): TableShape {
+  const t = tableOf(rel);
   return {
-    schema: rel.relation.namespace,
-    name: rel.relation.name,
+    schema: t.schema,
+    name: t.name,
     columns: rel.relation.columns.map((c) => c.name),
     casts: rel.casts,
   };
@@ -142,9 +146,10 @@ function merge(newer: Value[], older: Value[]): Value[] {
 class Planner {
   private readonly steps: Step[] = [];
   private readonly pending = new Map<number, Pending>();
+  private readonly schema: SchemaFollower;
   private readonly relations: Map<number, CachedRelation>;
   private readonly types: Map<number, { namespace: string; name: string }>;
-  private readonly tables: Map<string, TargetTable>;
+  private readonly warnings: SchemaWarning[] = [];
   private lastCommitLsn: bigint | null;
   private inTxn: boolean;
   private skipping = false;
@@ -158,13 +163,10 @@ class Planner {
     truncates: 0,
   };
 
-  constructor(
-    state: PlanState,
-    private readonly catalog: Catalog,
-  ) {
-    this.relations = new Map(state.relations);
+  constructor(state: PlanState, catalog: Catalog) {
     this.types = new Map(state.types);
-    this.tables = new Map(catalog.tables);
+    this.schema = new SchemaFollower(state.relations, catalog, this.types);
+    this.relations = this.schema.relations;
     this.lastCommitLsn = state.lastCommitLsn;
     this.inTxn = state.inTransaction;
   }
@@ -234,158 +236,20 @@ class Planner {
         inTransaction: this.inTxn,
       },
       stats: this.stats,
+      warnings: this.warnings,
     };
   }
 
   // ---- relations and DDL -------------------------------------------------------------------
 
-  private resolve(rel: Relation, col: number, offset: bigint): { ddl: string; cast: string } {
-    const c = rel.columns[col];
-    if (!c) throw new Error("column index out of range");
-    const t = this.catalog.types.get(typeKey(c.typeId, c.typeModifier));
-    if (t) return t;
-    const custom = this.types.get(c.typeId);
-    throw new RecordError(
-      offset,
-      custom
-        ? `column "${c.name}" has type ${custom.name} (source OID ${c.typeId}), which the target database does not have`
-        : `column "${c.name}" has type OID ${c.typeId}, which is not built in and no type message named it`,
-      nameOf(rel),
-    );
-  }
-
-  private ddl(sql: string, rel: Relation, offset: bigint): void {
-    this.steps.push({ kind: "ddl", sql, table: nameOf(rel), offset });
-  }
-
   private onRelation(ev: RelationEvent): void {
-    const rel = ev.relation;
-    const cached = this.relations.get(rel.relId);
-    if (cached && JSON.stringify(cached.relation) === JSON.stringify(rel)) return;
-    // Changes queued under the old shape must land before the table changes.
-    this.flushTable(rel.relId);
-    const next = cached ? this.evolve(cached, rel, ev.offset) : this.adoptOrCreate(rel, ev.offset);
-    this.relations.set(rel.relId, next);
-  }
-
-  private adoptOrCreate(rel: Relation, offset: bigint): CachedRelation {
-    const key = tableKey(rel.namespace, rel.name);
-    const existing = this.tables.get(key);
-    if (existing) {
-      const casts: string[] = [];
-      rel.columns.forEach((c, i) => {
-        const tc = existing.columns.find((x) => x.name === c.name);
-        if (tc) casts.push(tc.cast);
-        else {
-          const t = this.resolve(rel, i, offset);
-          this.ddl(
-            `ALTER TABLE ${qualified(rel.namespace, rel.name)} ADD COLUMN ${quoteIdent(c.name)} ${t.ddl}`,
-            rel,
-            offset,
-          );
-          existing.columns.push({ name: c.name, cast: t.cast });
-          casts.push(t.cast);
-        }
-      });
-      return { relation: rel, casts };
-    }
-    const types = rel.columns.map((_, i) => this.resolve(rel, i, offset));
-    const defs = rel.columns.map((c, i) => `${quoteIdent(c.name)} ${(types[i] as { ddl: string }).ddl}`);
-    const keyCols = rel.columns.filter((c) => c.key);
-    if ((rel.replicaIdentity === "default" || rel.replicaIdentity === "index") && keyCols.length > 0)
-      defs.push(`PRIMARY KEY (${keyCols.map((c) => quoteIdent(c.name)).join(", ")})`);
-    this.ddl(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(rel.namespace)}`, rel, offset);
-    this.ddl(`CREATE TABLE ${qualified(rel.namespace, rel.name)} (${defs.join(", ")})`, rel, offset);
-    const casts = types.map((t) => t.cast);
-    this.tables.set(key, {
-      schema: rel.namespace,
-      name: rel.name,
-      columns: rel.columns.map((c, i) => ({ name: c.name, cast: casts[i] as string })),
-    });
-    return { relation: rel, casts };
-  }
-
-  private evolve(cached: CachedRelation, rel: Relation, offset: bigint): CachedRelation {
-    const old = cached.relation;
-    let schema = old.namespace;
-    let name = old.name;
-    const oldKey = tableKey(schema, name);
-    const model = this.tables.get(oldKey) ?? { schema, name, columns: [] };
-    this.tables.delete(oldKey);
-    if (rel.namespace !== schema) {
-      this.ddl(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(rel.namespace)}`, rel, offset);
-      this.ddl(`ALTER TABLE ${qualified(schema, name)} SET SCHEMA ${quoteIdent(rel.namespace)}`, rel, offset);
-      schema = rel.namespace;
-    }
-    if (rel.name !== name) {
-      this.ddl(`ALTER TABLE ${qualified(schema, name)} RENAME TO ${quoteIdent(rel.name)}`, rel, offset);
-      name = rel.name;
-    }
-    const table = qualified(schema, name);
-    const oldNames = new Set(old.columns.map((c) => c.name));
-    const newNames = new Set(rel.columns.map((c) => c.name));
-    const casts: string[] = [];
-    const dropCol = (colName: string) => {
-      this.ddl(`ALTER TABLE ${table} DROP COLUMN ${quoteIdent(colName)}`, rel, offset);
-      model.columns = model.columns.filter((c) => c.name !== colName);
-    };
-    const addCol = (j: number) => {
-      const c = rel.columns[j] as Relation["columns"][number];
-      const t = this.resolve(rel, j, offset);
-      this.ddl(`ALTER TABLE ${table} ADD COLUMN ${quoteIdent(c.name)} ${t.ddl}`, rel, offset);
-      model.columns.push({ name: c.name, cast: t.cast });
-      casts.push(t.cast);
-    };
-    // Columns keep their order in relation messages: drops remove, renames stay in place, adds append.
-    let i = 0;
-    let j = 0;
-    while (i < old.columns.length && j < rel.columns.length) {
-      const o = old.columns[i] as Relation["columns"][number];
-      const n = rel.columns[j] as Relation["columns"][number];
-      if (o.name === n.name) {
-        if (o.typeId !== n.typeId || o.typeModifier !== n.typeModifier) {
-          const t = this.resolve(rel, j, offset);
-          this.ddl(
-            `ALTER TABLE ${table} ALTER COLUMN ${quoteIdent(n.name)} TYPE ${t.ddl} USING ${quoteIdent(n.name)}::${t.ddl}`,
-            rel,
-            offset,
-          );
-          const mc = model.columns.find((c) => c.name === n.name);
-          if (mc) mc.cast = t.cast;
-          casts.push(t.cast);
-        } else casts.push(cached.casts[i] as string);
-        i++;
-        j++;
-      } else if (!newNames.has(o.name)) {
-        if (!oldNames.has(n.name) && o.typeId === n.typeId && o.typeModifier === n.typeModifier) {
-          this.ddl(
-            `ALTER TABLE ${table} RENAME COLUMN ${quoteIdent(o.name)} TO ${quoteIdent(n.name)}`,
-            rel,
-            offset,
-          );
-          const mc = model.columns.find((c) => c.name === o.name);
-          if (mc) mc.name = n.name;
-          casts.push(cached.casts[i] as string);
-          j++;
-        } else dropCol(o.name);
-        i++;
-      } else if (!oldNames.has(n.name)) {
-        addCol(j);
-        j++;
-      } else {
-        throw new RecordError(
-          offset,
-          `columns changed order (${o.name}, ${n.name}); cannot follow`,
-          nameOf(rel),
-        );
-      }
-    }
-    for (; i < old.columns.length; i++) dropCol((old.columns[i] as Relation["columns"][number]).name);
-    for (; j < rel.columns.length; j++) addCol(j);
-    model.schema = schema;
-    model.name = name;
-    this.tables.set(tableKey(schema, name), model);
-    return { relation: rel, casts };
+    const change = this.schema.follow(ev.relation, ev.offset);
+    if (!change) return;
+    // Changes queued under the old shape (or the old table name) must land before the table changes.
+    for (const id of change.flushFirst) this.flushTable(id);
+    const table = nameOf(ev.relation);
+    for (const sql of change.ddl) this.steps.push({ kind: "ddl", sql, table, offset: ev.offset });
+    this.warnings.push(...change.warnings);
   }
 
   // ---- changes ----------------------------------------------------------------------------
@@ -597,7 +461,7 @@ class Planner {
           ev.offset,
           `unknown rel_id ${id} in truncate: no relation message for it came before`,
         );
-      return r.relation;
+      return r;
     });
     // TRUNCATE (and its CASCADE) reaches beyond one table: everything queued goes first.
     this.flushAll();
@@ -605,8 +469,11 @@ class Planner {
     const opts = `${ev.restartIdentity ? " RESTART IDENTITY" : ""}${ev.cascade ? " CASCADE" : ""}`;
     this.steps.push({
       kind: "truncate",
-      sql: `TRUNCATE TABLE ${rels.map((r) => qualified(r.namespace, r.name)).join(", ")}${opts}`,
-      table: rels.map(nameOf).join(", "),
+      sql: `TRUNCATE TABLE ${rels
+        .map((r) => tableOf(r))
+        .map((t) => qualified(t.schema, t.name))
+        .join(", ")}${opts}`,
+      table: rels.map((r) => nameOf(r.relation)).join(", "),
       offset: ev.offset,
     });
   }

@@ -170,8 +170,8 @@ class Decoder {
   }
 
   columns(v: JsonValue | undefined): Column[] {
+    // Zero columns is valid: a table whose columns were all dropped.
     const cols = this.array(v, "message.columns");
-    if (cols.length === 0) this.fail("message.columns is empty");
     return cols.map((c, i) => {
       const where = `message.columns[${i}]`;
       const o = this.object(c, where);
