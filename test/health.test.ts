@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { silentLogger } from "../src/log.js";
 import { type RunFailure, runOnce } from "../src/run.js";
+import { runCli, writeConfig } from "./support/cli.js";
 import { assertSameTables, makePair, type Pair } from "./support/harness.js";
 import { type PgServer, startPostgres } from "./support/pg.js";
 
@@ -172,6 +175,119 @@ test("a state table from before these columns gets them, and its row loads as it
     assert.equal(row.consecutive_failures, 0);
     assert.ok(row.last_commit_time instanceof Date);
     assert.ok(Number(offset) > 0);
+  } finally {
+    await p.close();
+  }
+});
+
+function cliConfig(p: Pair, name: string, source: string, maxRecords = 1000): string {
+  return writeConfig(
+    dirname(p.topicFile),
+    `version: 0.2.0
+name: ${name}
+type: postgres-sink
+topic: postgres-topic
+parameters:
+  url: secrets.FLUVIO_PG_DATABASE_URL
+  ${source}
+  max_records: ${maxRecords}
+secrets:
+  FLUVIO_PG_DATABASE_URL: ${p.targetUrl}
+`,
+  );
+}
+
+test("status shows the stored state when Fluvio cannot be reached: last success, last error, failures, batch limit, LSN as X/Y", async () => {
+  const p = await makePair(server, "status");
+  try {
+    await p.sql(`CREATE TABLE items (id int PRIMARY KEY, v text)`);
+    await p.target.query(
+      `CREATE TABLE items (id int PRIMARY KEY, v text CONSTRAINT no_poison CHECK (v <> 'poison-4711'))`,
+    );
+    for (let i = 1; i <= 3; i++) await p.sql(`INSERT INTO items VALUES (${i}, 'v${i}')`);
+    await p.sql(`INSERT INTO items VALUES (4, 'poison-4711')`);
+    await p.capture();
+    const fileCfg = cliConfig(p, "status-sink", `source: file:${p.topicFile}`, 1);
+    // Nobody listens on port 1.
+    const downCfg = cliConfig(p, "status-sink", "fluvio_endpoint: 127.0.0.1:1\n  connect_timeout_ms: 3000");
+    for (let i = 0; i < 3; i++) assert.equal((await runCli(["run", "--config", fileCfg])).code, 0);
+    for (let i = 0; i < 2; i++) assert.equal((await runCli(["run", "--config", fileCfg])).code, 1);
+    await p.target.query(`UPDATE fluvio_sink.state SET batch_limit = 1`);
+
+    const r = await runCli(["status", "--config", downCfg]);
+    assert.equal(r.code, 0, r.stderr);
+    const st = JSON.parse(r.stdout);
+    const lsn = await p.target.query(
+      `SELECT last_commit_lsn::text AS d, ('0/0'::pg_lsn + last_commit_lsn)::text AS x FROM fluvio_sink.state`,
+    );
+    assert.equal(st.connector, "status-sink");
+    assert.equal(st.next_offset, String(p.records.length - 3), "after the third transaction");
+    assert.equal(st.end_offset, null);
+    assert.equal(st.lag, null);
+    assert.equal(st.seconds_behind_source, null);
+    assert.match(st.source_error, /127\.0\.0\.1:1/);
+    assert.equal(st.last_commit_lsn, lsn.rows[0].x, "PostgreSQL's own X/Y notation");
+    assert.match(st.last_commit_lsn, /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.equal(st.last_commit_lsn_decimal, lsn.rows[0].d);
+    assert.ok(Date.now() - Date.parse(st.last_success_at) < 60_000, st.last_success_at);
+    assert.ok(Date.parse(st.last_error_at) >= Date.parse(st.last_success_at));
+    assert.match(st.last_error, /check constraint "no_poison"/);
+    assert.equal(st.consecutive_failures, 2);
+    assert.equal(st.batch_limit, 1);
+    assert.equal(st.max_records, 1000);
+    assert.ok(Date.now() - Date.parse(st.last_commit_time) < 60_000, st.last_commit_time);
+    assert.deepEqual(st.tables, ["public.items"]);
+
+    // With the source reachable, how far behind: records remain, so the age of the last commit.
+    const up = JSON.parse((await runCli(["status", "--config", fileCfg])).stdout);
+    assert.equal(up.source_error, null);
+    assert.equal(up.lag, 3);
+    assert.ok(up.seconds_behind_source > 0);
+  } finally {
+    await p.close();
+  }
+});
+
+test("no row value in any log line of a failing run unless LOG_ROW_VALUES=true", async () => {
+  const p = await makePair(server, "rowvalues");
+  try {
+    await p.sql(`CREATE TABLE items (id int PRIMARY KEY, v text, w text)`);
+    // Constraints only the target has: CHECK, NOT NULL and a UNIQUE key the source lacks.
+    await p.target.query(
+      `CREATE TABLE items (id int PRIMARY KEY, v text CONSTRAINT no_poison CHECK (v <> 'poison-4711'), w text NOT NULL UNIQUE)`,
+    );
+    const cases = [
+      [
+        `INSERT INTO items VALUES (1, 'poison-4711', 'w-4711')`,
+        /check constraint "no_poison".*\(SQLSTATE 23514\)/,
+      ],
+      [`INSERT INTO items VALUES (2, 'v-4711', NULL)`, /not-null constraint.*\(SQLSTATE 23502\)/],
+      [
+        `INSERT INTO items VALUES (3, 'v-4711', 'dup-4711'), (4, 'v2-4711', 'dup-4711')`,
+        /unique constraint "items_w_key".*\(SQLSTATE 23505\)/,
+      ],
+    ] as const;
+    for (const [i, [sql, expected]] of cases.entries()) {
+      await p.sql(sql);
+      await p.capture();
+      const cfg = cliConfig(p, `rv-${i}`, `source: file:${p.topicFile}`);
+      const r = await runCli(["run", "--config", cfg]);
+      assert.equal(r.code, 1, r.stderr);
+      const messages = r.stderr
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((l) => JSON.parse(l).msg);
+      assert.match(messages.join("\n"), expected);
+      for (const line of r.stderr.split("\n")) assert.ok(!line.includes("4711"), `a row value in: ${line}`);
+      const shown = await runCli(["run", "--config", cfg], { LOG_ROW_VALUES: "true" });
+      assert.equal(shown.code, 1);
+      assert.match(shown.stderr, /4711/, "LOG_ROW_VALUES=true shows the row");
+      // The next case starts from an empty topic.
+      await p.sql(`DELETE FROM items`);
+      p.records.length = 0;
+      writeFileSync(p.topicFile, "");
+      await p.wal_take_lines();
+    }
   } finally {
     await p.close();
   }
