@@ -2,18 +2,20 @@
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { qualified } from "./apply/sql.js";
 import { parseConnectorConfig, type SinkConfig } from "./config.js";
 import { asError, ConfigError } from "./errors.js";
 import { jsonLogger, redact } from "./log.js";
+import { formatLsn } from "./lsn.js";
+import { safeText } from "./row-values.js";
 import { connectTarget, defaultOpenSource, runOnce } from "./run.js";
-import { loadState } from "./state.js";
+import { commitTimeIso, loadStatus, secondsSince } from "./state.js";
 
 const USAGE = `usage: fluvio-postgres-sink <command> --config <connector.yaml>
 
 commands:
   run      apply one bounded batch of records to the target, print a JSON summary on stdout
-  status   print the stored offset, the source's end and the lag
+  status   print the stored state (offset, last commit, last success and error), the source's end
+           and the lag; the stored state even when the source cannot be reached
 
 Logs go to stderr as JSON lines. Exit status: 0 done (or another run holds the partition),
 1 the run failed and applied nothing, 2 bad usage or configuration.`;
@@ -28,27 +30,47 @@ async function loadConfig(path: string): Promise<SinkConfig> {
   return parseConnectorConfig(text, { baseDir: dirname(resolve(path)), origin: path });
 }
 
+/** End of the source, or why it is unknown: status must show the stored state without it. */
+async function sourceEnd(config: SinkConfig): Promise<{ end: bigint | null; error: string | null }> {
+  const source = defaultOpenSource(config, jsonLogger());
+  try {
+    return { end: await source.endOffset(), error: null };
+  } catch (e) {
+    return { end: null, error: redact(asError(e).message) };
+  } finally {
+    await source.close().catch(() => {});
+  }
+}
+
 async function status(config: SinkConfig): Promise<Record<string, unknown>> {
   const client = await connectTarget(config);
   try {
     const key = { connector: config.name, topic: config.topic, partition: config.partition };
-    const exists = await client.query("SELECT to_regclass($1) IS NOT NULL AS ok", [
-      qualified(config.stateSchema, "state"),
-    ]);
-    const state = exists.rows[0]?.ok ? await loadState(client, config.stateSchema, key) : null;
-    const source = defaultOpenSource(config, jsonLogger());
-    const end = await source.endOffset();
-    await source.close();
-    const next = state?.nextOffset ?? 0n;
+    const stored = await loadStatus(client, config.stateSchema, key);
+    const { end, error } = await sourceEnd(config);
+    const next = stored?.nextOffset ?? 0n;
+    const lag = end === null ? null : Number(end > next ? end - next : 0n);
+    const commitTime = stored?.lastCommitTime ?? null;
+    const health = stored?.health;
     return {
       ...key,
       next_offset: next.toString(),
       end_offset: end === null ? null : end.toString(),
-      lag: end === null ? null : Number(end > next ? end - next : 0n),
-      last_commit_lsn: state?.lastCommitLsn?.toString() ?? null,
-      tables: state
-        ? [...state.relations.values()].map((r) => `${r.relation.namespace}.${r.relation.name}`)
-        : [],
+      lag,
+      source_error: error,
+      seconds_behind_source:
+        lag === null ? null : lag === 0 ? 0 : commitTime === null ? null : secondsSince(commitTime),
+      last_commit_lsn: stored?.lastCommitLsn == null ? null : formatLsn(stored.lastCommitLsn),
+      last_commit_lsn_decimal: stored?.lastCommitLsn?.toString() ?? null,
+      last_commit_time: commitTime === null ? null : commitTimeIso(commitTime),
+      last_success_at: health?.lastSuccessAt?.toISOString() ?? null,
+      last_error: health?.lastError ?? null,
+      last_error_at: health?.lastErrorAt?.toISOString() ?? null,
+      consecutive_failures: health?.consecutiveFailures ?? 0,
+      batch_limit: stored?.batchLimit ?? null,
+      max_records: config.maxRecords,
+      updated_at: stored?.updatedAt?.toISOString() ?? null,
+      tables: stored?.tables ?? [],
     };
   } finally {
     await client.end().catch(() => {});
@@ -95,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     const err = asError(e);
-    log.error(redact(err.message), { error: err.name });
+    log.error(safeText(redact(err.message)), { error: err.name });
     return 1;
   }
 }

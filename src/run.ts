@@ -4,11 +4,12 @@ import { executePlan } from "./apply/execute.js";
 import { tableOf } from "./apply/model.js";
 import { plan } from "./apply/plan.js";
 import type { SinkConfig } from "./config.js";
-import { RecordError, SinkError, sqlState } from "./errors.js";
+import { asError, RecordError, SinkError, sqlState } from "./errors.js";
 import { decodeRecord } from "./events/decode.js";
 import type { Event, Relation } from "./events/types.js";
 import { failpoint } from "./failpoint.js";
-import type { Logger } from "./log.js";
+import { type Logger, redact } from "./log.js";
+import { hideRowValues, scrubError } from "./row-values.js";
 import { FileSource } from "./source/file.js";
 import { FluvioSource } from "./source/fluvio.js";
 import type { Source } from "./source/source.js";
@@ -18,9 +19,12 @@ import {
   loadLegacyOffset,
   loadState,
   type PartitionKey,
+  recordFailure,
+  recordSuccess,
   type SinkState,
   saveBatchLimit,
   saveState,
+  secondsSince,
   tryLockPartition,
 } from "./state.js";
 
@@ -45,6 +49,11 @@ export interface RunSummary {
   next_offset: string;
   /** Records left after next_offset, when the source knows its end. */
   lag: number | null;
+  /**
+   * How far the target is behind the source: 0 when no records are left, else the time since the
+   * last applied source transaction committed (its commit timestamp); null when unknown.
+   */
+  seconds_behind_source: number | null;
   max_records_exceeded: boolean;
   /** The run ended inside a source transaction too large for one run (max_transaction_records). */
   partial_transaction: boolean;
@@ -63,6 +72,23 @@ export interface RunDeps {
    * bounded by it. A run that still runs out of time halves its batch for the next run.
    */
   deadline?: number;
+  /** Told what is known about a run that fails, before its error is thrown (for metrics). */
+  onFailure?: (failure: RunFailure) => void;
+}
+
+/** What a failed run knows about the partition's health. */
+export interface RunFailure {
+  /** Failed runs in a row, this one included; null when it could not be recorded. */
+  consecutive_failures: number | null;
+  /** As in RunSummary, when the run saw records it could not apply; else null. */
+  seconds_behind_source: number | null;
+}
+
+/** The last commit timestamp among the events, or `previous` when they hold no later one. */
+function lastCommitTime(events: Event[], previous: bigint | null): bigint | null {
+  let t = previous;
+  for (const ev of events) if (ev.kind === "commit" && (t === null || ev.timestamp > t)) t = ev.timestamp;
+  return t;
 }
 
 /** Less time than this before the deadline: the run does not start. */
@@ -229,6 +255,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     missing_rows: 0,
     next_offset: "0",
     lag: null,
+    seconds_behind_source: null,
     max_records_exceeded: false,
     partial_transaction: false,
     duration_ms: 0,
@@ -241,6 +268,8 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
   const client = await (deps.connect ?? connectTarget)(config);
   let source: Source | undefined;
   let loaded: SinkState | null = null;
+  // Whether the run read records past the stored offset: if it fails, they are still to be applied.
+  let readPending = false;
   try {
     await ensureStateTable(client, config.stateSchema);
     await client.query("BEGIN");
@@ -278,6 +307,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     summary.next_offset = start.toString();
     const readUntil = deadline === null ? null : Date.now() + (deadline - Date.now()) / 2;
     const batch = await readBatch(source, start, state, config, log, readUntil, deadline);
+    readPending = batch.nextOffset > start;
     failpoint("after-read");
 
     const relations: Relation[] = [];
@@ -311,6 +341,8 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     };
     // Nothing consumed means nothing to record: the stored state already says where to resume.
     if (batch.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);
+    const commitTime = lastCommitTime(batch.events, state.lastCommitTime ?? null);
+    await recordSuccess(client, config.stateSchema, key, commitTime);
     failpoint("before-commit");
     await client.query("COMMIT");
     failpoint("after-commit");
@@ -329,6 +361,14 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       missing_rows: executed.missingRows,
       next_offset: batch.nextOffset.toString(),
       lag: end === null ? null : Math.max(0, Number(end - batch.nextOffset)),
+      seconds_behind_source:
+        end === null
+          ? null
+          : end <= batch.nextOffset
+            ? 0
+            : commitTime === null
+              ? null
+              : secondsSince(commitTime),
       max_records_exceeded: batch.exceeded,
       partial_transaction: batch.partial,
     });
@@ -338,8 +378,9 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
         max_records: state.batchLimit ?? config.maxRecords,
       });
     return summary;
-  } catch (e) {
+  } catch (caught) {
     await client.query("ROLLBACK").catch(() => {});
+    let e = caught;
     if (deadline !== null && loaded && isTimeout(e)) {
       // Without this a batch too big for the time would fail the same way on every run.
       const limit = Math.max(1, Math.floor((loaded.batchLimit ?? config.maxRecords) / 2));
@@ -347,10 +388,20 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
         () => log.warn("the run ran out of time; the next run takes a smaller batch", { batch_limit: limit }),
         () => {},
       );
-      throw new DeadlineError(`${(e as Error).message}; the next run reads at most ${limit} records`, {
+      e = new DeadlineError(`${(e as Error).message}; the next run reads at most ${limit} records`, {
         cause: e,
       });
     }
+    scrubError(e);
+    // Recorded apart from the data, which was rolled back; a target that is gone cannot record it.
+    const message = hideRowValues(redact(asError(e).message)).slice(0, 2000);
+    const failures = await recordFailure(client, config.stateSchema, key, loaded, message).catch(() => null);
+    const pending = readPending || caught instanceof RecordError;
+    const behind = pending ? (loaded?.lastCommitTime ?? null) : null;
+    deps.onFailure?.({
+      consecutive_failures: failures,
+      seconds_behind_source: behind === null ? null : secondsSince(behind),
+    });
     throw e;
   } finally {
     summary.duration_ms = Date.now() - started;

@@ -23,6 +23,33 @@ export interface SinkState {
   types: Map<number, { namespace: string; name: string }>;
   /** A smaller record limit a run fell back to after running out of time (null: the configured one). */
   batchLimit: number | null;
+  /**
+   * Commit timestamp of the last applied source transaction, as the records carry it (microseconds
+   * since 2000-01-01 UTC); null or absent when unknown.
+   */
+  lastCommitTime?: bigint | null;
+}
+
+/** How runs have gone lately: written after each run, for `status` and the metrics. */
+export interface RunHealth {
+  lastSuccessAt: Date | null;
+  lastError: string | null;
+  lastErrorAt: Date | null;
+  consecutiveFailures: number;
+}
+
+/** PostgreSQL's epoch (2000-01-01 UTC), which commit timestamps count from, in Unix milliseconds. */
+export const PG_EPOCH_MS = 946_684_800_000;
+
+/** Seconds from a commit timestamp (µs since 2000-01-01) to `now` (Unix ms), never negative. */
+export function secondsSince(commitTime: bigint, now = Date.now()): number {
+  const ms = now - (PG_EPOCH_MS + Number(commitTime / 1000n));
+  return Math.max(0, Math.round(ms) / 1000);
+}
+
+/** The commit time as an ISO timestamp, for people. */
+export function commitTimeIso(commitTime: bigint): string {
+  return new Date(PG_EPOCH_MS + Number(commitTime / 1000n)).toISOString();
 }
 
 const TABLE = "state";
@@ -38,10 +65,34 @@ export function emptyState(nextOffset = 0n): SinkState {
   };
 }
 
-/** Creates the state table if needed, in its own short transaction, serialised across sinks. */
+/**
+ * Columns added to the state table after its first version: a table created earlier gets them when a
+ * run finds them missing. Each is nullable or has a default, so older rows load as they are.
+ */
+const ADDED_COLUMNS: [name: string, definition: string][] = [
+  ["last_commit_time", "timestamptz"],
+  ["last_success_at", "timestamptz"],
+  ["last_error", "text"],
+  ["last_error_at", "timestamptz"],
+  ["consecutive_failures", "integer NOT NULL DEFAULT 0"],
+];
+
+/** The columns of the state table that exist (empty: no table). */
+export async function stateColumns(client: pg.ClientBase, schema: string): Promise<Set<string>> {
+  const r = await client.query(
+    `SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
+    [qualified(schema, TABLE)],
+  );
+  return new Set(r.rows.map((row) => row.attname as string));
+}
+
+/**
+ * Creates the state table, or adds the columns it lacks, if needed, in its own short transaction,
+ * serialised across sinks.
+ */
 export async function ensureStateTable(client: pg.ClientBase, schema: string): Promise<void> {
-  const exists = await client.query("SELECT to_regclass($1) IS NOT NULL AS ok", [qualified(schema, TABLE)]);
-  if (exists.rows[0]?.ok) return;
+  const columns = await stateColumns(client, schema);
+  if (columns.size > 0 && ADDED_COLUMNS.every(([name]) => columns.has(name))) return;
   await client.query("BEGIN");
   try {
     await client.query("SELECT pg_advisory_xact_lock(hashtextextended('fluvio-postgres-sink/setup', 0))");
@@ -60,6 +111,10 @@ export async function ensureStateTable(client: pg.ClientBase, schema: string): P
          updated_at timestamptz NOT NULL DEFAULT now(),
          PRIMARY KEY (connector, topic, partition))`,
     );
+    for (const [name, definition] of ADDED_COLUMNS)
+      await client.query(
+        `ALTER TABLE ${qualified(schema, TABLE)} ADD COLUMN IF NOT EXISTS ${quoteIdent(name)} ${definition}`,
+      );
     await client.query("COMMIT");
   } catch (e) {
     await client.query("ROLLBACK").catch(() => {});
@@ -81,7 +136,8 @@ export async function loadState(
   key: PartitionKey,
 ): Promise<SinkState | null> {
   const r = await client.query(
-    `SELECT next_offset::text, last_commit_lsn::text, in_transaction, relations, types, batch_limit
+    `SELECT next_offset::text, last_commit_lsn::text, in_transaction, relations, types, batch_limit,
+            ${COMMIT_TIME_US} AS last_commit_time
        FROM ${qualified(schema, TABLE)} WHERE connector = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
     [key.connector, key.topic, key.partition],
   );
@@ -99,6 +155,119 @@ export async function loadState(
       ]),
     ),
     batchLimit: row.batch_limit,
+    lastCommitTime: row.last_commit_time === null ? null : BigInt(row.last_commit_time),
+  };
+}
+
+/** last_commit_time back as microseconds since 2000-01-01, exactly (extract gives numeric). */
+const COMMIT_TIME_US = `((extract(epoch FROM last_commit_time) - 946684800) * 1000000)::bigint::text`;
+/** A commit timestamp parameter (µs since 2000-01-01, as text) as timestamptz. */
+const commitTimeParam = (n: number) =>
+  `(timestamptz '2000-01-01 00:00:00+00' + $${n}::bigint * interval '1 microsecond')`;
+
+/**
+ * Records a run that succeeded (applied something or found nothing to do), in the transaction of the
+ * data: the failure count restarts, and the last applied commit's time moves on.
+ */
+export async function recordSuccess(
+  client: pg.ClientBase,
+  schema: string,
+  key: PartitionKey,
+  lastCommitTime: bigint | null,
+): Promise<void> {
+  await client.query(
+    `UPDATE ${qualified(schema, TABLE)}
+        SET last_success_at = now(), consecutive_failures = 0,
+            last_commit_time = COALESCE(${commitTimeParam(4)}, last_commit_time)
+      WHERE connector = $1 AND topic = $2 AND partition = $3`,
+    [key.connector, key.topic, key.partition, lastCommitTime === null ? null : lastCommitTime.toString()],
+  );
+}
+
+/**
+ * Records a failed run in its own short transaction, after the run's rollback: the error (already
+ * free of credentials and row values) and one more consecutive failure. Skipped (null) while another
+ * run holds the partition, which will record its own outcome. Returns the failure count.
+ */
+export async function recordFailure(
+  client: pg.ClientBase,
+  schema: string,
+  key: PartitionKey,
+  current: SinkState | null,
+  error: string,
+): Promise<number | null> {
+  await client.query("BEGIN");
+  try {
+    if (!(await tryLockPartition(client, key))) {
+      await client.query("ROLLBACK");
+      return null;
+    }
+    const update = () =>
+      client.query(
+        `UPDATE ${qualified(schema, TABLE)}
+            SET consecutive_failures = consecutive_failures + 1, last_error = $4, last_error_at = now()
+          WHERE connector = $1 AND topic = $2 AND partition = $3
+          RETURNING consecutive_failures`,
+        [key.connector, key.topic, key.partition, error],
+      );
+    let r = await update();
+    // No row yet (the first runs fail): one from the state the run loaded, so nothing else changes.
+    if (r.rowCount === 0 && current) {
+      await saveState(client, schema, key, current);
+      r = await update();
+    }
+    await client.query("COMMIT");
+    return r.rows[0]?.consecutive_failures ?? null;
+  } catch (e) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw e;
+  }
+}
+
+/** What `status` shows of a partition's state, read without waiting for a run that holds it. */
+export interface StoredStatus {
+  nextOffset: bigint;
+  lastCommitLsn: bigint | null;
+  lastCommitTime: bigint | null;
+  batchLimit: number | null;
+  updatedAt: Date | null;
+  health: RunHealth;
+  tables: string[];
+}
+
+export async function loadStatus(
+  client: pg.ClientBase,
+  schema: string,
+  key: PartitionKey,
+): Promise<StoredStatus | null> {
+  const columns = await stateColumns(client, schema);
+  if (columns.size === 0) return null;
+  // A table from before a column was added (no run has migrated it yet) reads as NULL there.
+  const col = (name: string, expr = name) => (columns.has(name) ? `${expr} AS ${name}` : `NULL AS ${name}`);
+  const r = await client.query(
+    `SELECT next_offset::text, last_commit_lsn::text, batch_limit, updated_at,
+            ${col("last_commit_time", COMMIT_TIME_US)}, ${col("last_success_at")}, ${col("last_error")},
+            ${col("last_error_at")}, ${col("consecutive_failures")},
+            (SELECT coalesce(jsonb_agg(r -> 'relation' ->> 'namespace' || '.' || (r -> 'relation' ->> 'name')), '[]')
+               FROM jsonb_array_elements(relations) AS r) AS tables
+       FROM ${qualified(schema, TABLE)} WHERE connector = $1 AND topic = $2 AND partition = $3`,
+    [key.connector, key.topic, key.partition],
+  );
+  const row = r.rows[0];
+  if (!row) return null;
+  return {
+    nextOffset: BigInt(row.next_offset),
+    lastCommitLsn: row.last_commit_lsn === null ? null : BigInt(row.last_commit_lsn),
+    lastCommitTime: row.last_commit_time === null ? null : BigInt(row.last_commit_time),
+    batchLimit: row.batch_limit,
+    updatedAt: row.updated_at,
+    health: {
+      lastSuccessAt: row.last_success_at,
+      lastError: row.last_error,
+      lastErrorAt: row.last_error_at,
+      consecutiveFailures: row.consecutive_failures ?? 0,
+    },
+    tables: row.tables,
   };
 }
 

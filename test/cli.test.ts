@@ -154,7 +154,11 @@ test("bad input: a clear error naming the offset, nothing applied, state unchang
       const m = expected.exec(r.stderr);
       assert.ok(m, `stderr names the problem: ${r.stderr}`);
       assert.equal(Number(m[1]), good + 1, "the offset of the bad record");
-      assert.equal(await storedOffset(p, "cli-sink"), null, "state unchanged");
+      assert.equal(
+        await storedOffset(p, "cli-sink"),
+        "0",
+        "state unchanged (a first failure is recorded at the start)",
+      );
       const t = await p.target.query(`SELECT to_regclass('public.items') AS r`);
       assert.equal(t.rows[0].r, null, "nothing applied");
     }
@@ -176,7 +180,11 @@ test("an SQL error names offsets, table and cause, and rolls back the whole run"
       r.stderr,
       /offsets? \d+(\.\.\d+)?, table public\.items: insert failed: .*check constraint .*\(SQLSTATE 23514\)/,
     );
-    assert.equal(await storedOffset(p, "cli-sink"), null);
+    assert.equal(
+      await storedOffset(p, "cli-sink"),
+      "0",
+      "the failure is recorded, the offset stays at the start",
+    );
     assert.equal((await p.target.query(`SELECT count(*)::int AS n FROM items`)).rows[0].n, 0);
   } finally {
     await p.close();

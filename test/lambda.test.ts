@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { statSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import type { Context } from "aws-lambda";
 import pg from "pg";
 import { createApplyHandler } from "../src/lambda/apply.js";
+import type { RunSummary } from "../src/run.js";
 import { FluvioTestCluster } from "./support/fluvio/cluster.js";
 import { produce } from "./support/fluvio/produce.js";
 import { assertSameTables, makePair, type Pair } from "./support/harness.js";
@@ -147,33 +150,218 @@ test("a Fluvio profile from Secrets Manager is written privately and used to con
   await assertSameTables(p, ["items"]);
 });
 
-test("each invocation publishes CloudWatch EMF metrics, lag among them", async () => {
-  await load(2, 400);
+/**
+ * Invokes a handler made for `environment` with EMF metrics on (Powertools reads that when the
+ * handler is made), capturing stdout (EMF and Powertools logs) and stderr lines.
+ */
+async function invoke(
+  environment: NodeJS.ProcessEnv,
+  remainingMs = 30_000,
+): Promise<{ result: RunSummary | Error; lines: string[] }> {
   process.env.POWERTOOLS_METRICS_DISABLED = "false";
   const lines: string[] = [];
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-    lines.push(String(chunk));
-    return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
-  }) as typeof process.stdout.write;
+  const out = process.stdout.write.bind(process.stdout);
+  const err = process.stderr.write.bind(process.stderr);
+  const tap =
+    (write: typeof out) =>
+    (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+      lines.push(
+        ...String(chunk)
+          .split("\n")
+          .filter((l) => l !== ""),
+      );
+      return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+    };
+  process.stdout.write = tap(out) as typeof process.stdout.write;
+  process.stderr.write = tap(err) as typeof process.stderr.write;
   try {
-    const handler = createApplyHandler(env());
-    const s = await handler({}, context(30_000));
-    const emf = lines
-      .flatMap((l) => l.split("\n"))
-      .filter((l) => l.includes('"_aws"'))
-      .map((l) => JSON.parse(l));
-    assert.equal(emf.length, 1, lines.join(""));
-    const m = emf[0];
-    assert.equal(m._aws.CloudWatchMetrics[0].Namespace, "FluvioPostgresSink");
-    const names = m._aws.CloudWatchMetrics[0].Metrics.map((x: { Name: string }) => x.Name);
-    for (const n of ["RecordsApplied", "Transactions", "Statements", "MissingRows", "Lag", "Duration"])
-      assert.ok(names.includes(n), n);
-    assert.equal(m.RecordsApplied, s.records);
-    assert.equal(m.Lag, 0);
+    const handler = createApplyHandler(environment);
+    const result = await handler({}, context(remainingMs)).catch((e: Error) => e);
+    return { result, lines };
   } finally {
-    process.stdout.write = write;
+    process.stdout.write = out;
+    process.stderr.write = err;
     process.env.POWERTOOLS_METRICS_DISABLED = "true";
+  }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: EMF JSON.
+function emfOf(lines: string[]): Record<string, any> {
+  const emf = lines.filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l));
+  assert.equal(emf.length, 1, lines.join("\n"));
+  const m = emf[0];
+  const def = m._aws.CloudWatchMetrics[0];
+  assert.equal(def.Namespace, "FluvioPostgresSink");
+  return { ...m, names: def.Metrics.map((x: { Name: string }) => x.Name), dimensions: def.Dimensions };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: EMF JSON.
+function assertDimensions(m: Record<string, any>, connector: string, topic: string) {
+  assert.deepEqual(m.dimensions, [["service", "Connector", "Topic", "Partition"]]);
+  assert.equal(m.Connector, connector);
+  assert.equal(m.Topic, topic);
+  assert.equal(m.Partition, "0");
+}
+
+test("a successful invocation publishes its EMF metrics with connector, topic and partition", async () => {
+  await load(2, 400);
+  const { result, lines } = await invoke(env(), 30_000);
+  const s = result as RunSummary;
+  assert.equal(s.status, "applied");
+  const m = emfOf(lines);
+  assertDimensions(m, "lambda-sink", "lam");
+  for (const n of [
+    "RecordsApplied",
+    "Transactions",
+    "Statements",
+    "MissingRows",
+    "Lag",
+    "Duration",
+    "SecondsBehindSource",
+    "ConsecutiveFailures",
+    "RunSucceeded",
+    "RunFailed",
+    "RunLocked",
+    "DeadLetters",
+  ])
+    assert.ok(m.names.includes(n), n);
+  assert.equal(m.RecordsApplied, s.records);
+  assert.equal(m.Lag, 0);
+  assert.equal(m.SecondsBehindSource, 0, "caught up");
+  assert.equal(m.ConsecutiveFailures, 0);
+  assert.deepEqual([m.RunSucceeded, m.RunFailed, m.RunLocked, m.DeadLetters], [1, 0, 0, 0]);
+});
+
+test("failing invocations publish RunFailed, counting consecutive failures, with seconds behind source; no row value in any log line", async () => {
+  // A topic and connector of their own, so the failing record stops nothing else in this file.
+  cluster.createTopic("lam-fail");
+  const failEnv = () => ({
+    ...env(),
+    FLUVIO_TOPIC: "lam-fail",
+    FLUVIO_PG_SINK_NAME: "fail-sink",
+    MAX_RECORDS: "1",
+  });
+  await p.sql(`CREATE TABLE strict_items (id int PRIMARY KEY, v text)`);
+  await p.target.query(
+    `CREATE TABLE strict_items (id int PRIMARY KEY, v text CONSTRAINT no_poison CHECK (v <> 'poison-4711'))`,
+  );
+  await p.target.query(`ALTER TABLE strict_items OWNER TO sink_user`);
+  const committed = Date.now();
+  await p.sql(`INSERT INTO strict_items VALUES (1, 'fine')`);
+  await new Promise((r) => setTimeout(r, 1200));
+  await p.sql(`INSERT INTO strict_items VALUES (2, 'poison-4711')`);
+  await produce(cluster.endpoint, "lam-fail", await p.capture());
+  const first = await invoke(failEnv());
+  assert.equal((first.result as RunSummary).status, "applied");
+  const behindOk = emfOf(first.lines).SecondsBehindSource;
+  assert.ok(behindOk >= 1.1 && behindOk <= (Date.now() - committed) / 1000, `${behindOk}`);
+
+  for (const n of [1, 2]) {
+    const before = Date.now();
+    const { result, lines } = await invoke(failEnv());
+    assert.ok(result instanceof Error);
+    assert.match(result.message, /check constraint "no_poison".*\(SQLSTATE 23514\)/);
+    const m = emfOf(lines);
+    assertDimensions(m, "fail-sink", "lam-fail");
+    assert.deepEqual([m.RunSucceeded, m.RunFailed, m.RunLocked], [0, 1, 0]);
+    assert.equal(m.ConsecutiveFailures, n);
+    assert.equal(m.RecordsApplied, 0);
+    assert.ok(
+      m.SecondsBehindSource >= (before - committed) / 1000 - 1 &&
+        m.SecondsBehindSource <= (Date.now() - committed) / 1000,
+      `behind since the last applied commit: ${m.SecondsBehindSource}`,
+    );
+    assert.ok(
+      lines.some((l) => l.includes("no_poison")),
+      "the error is logged",
+    );
+    for (const l of lines) assert.ok(!l.includes("poison-4711"), `a row value in a log line: ${l}`);
+  }
+
+  process.env.LOG_ROW_VALUES = "true";
+  try {
+    const { result, lines } = await invoke(failEnv());
+    assert.ok(result instanceof Error);
+    assert.ok(
+      lines.some((l) => l.includes("poison-4711")),
+      "LOG_ROW_VALUES=true logs the row",
+    );
+    assert.equal(emfOf(lines).ConsecutiveFailures, 3);
+  } finally {
+    delete process.env.LOG_ROW_VALUES;
+  }
+
+  await p.target.query(`ALTER TABLE strict_items DROP CONSTRAINT no_poison`);
+  const { result, lines } = await invoke(failEnv());
+  assert.equal((result as RunSummary).status, "applied");
+  const m = emfOf(lines);
+  assert.deepEqual([m.RunSucceeded, m.RunFailed, m.ConsecutiveFailures], [1, 0, 0]);
+  assert.equal(m.SecondsBehindSource, 0);
+  await assertSameTables(p, ["strict_items"]);
+});
+
+test("a locked invocation publishes RunLocked with the same dimensions", async () => {
+  const holder = new pg.Client({ connectionString: p.targetUrl });
+  await holder.connect();
+  const key = JSON.stringify(["fluvio-postgres-sink", "lambda-sink", "lam", 0]);
+  await holder.query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [key]);
+  try {
+    const { result, lines } = await invoke(env(), 30_000);
+    assert.equal((result as RunSummary).status, "locked");
+    const m = emfOf(lines);
+    assertDimensions(m, "lambda-sink", "lam");
+    assert.deepEqual([m.RunSucceeded, m.RunFailed, m.RunLocked, m.RecordsApplied], [0, 0, 1, 0]);
+    assert.ok(!m.names.includes("ConsecutiveFailures"), "a locked run does not know");
+  } finally {
+    await holder.end();
+  }
+});
+
+test("a secret that cannot be fetched: the cause is logged, RunFailed is published", async () => {
+  const { result, lines } = await invoke(
+    { ...env(), FLUVIO_PG_DATABASE_URL_SECRET: "prod/sink/missing" },
+    30_000,
+  );
+  assert.ok(result instanceof Error);
+  assert.match(
+    result.message,
+    /cannot fetch secrets \(prod\/sink\/missing\): ResourceNotFoundException: no secret prod\/sink\/missing/,
+  );
+  assert.ok(
+    lines.some((l) => l.includes("ResourceNotFoundException")),
+    lines.join("\n"),
+  );
+  const m = emfOf(lines);
+  assert.deepEqual([m.RunSucceeded, m.RunFailed], [0, 1]);
+});
+
+test("a secret fetch that never answers ends at the run's deadline", async () => {
+  const silent = createServer(() => {});
+  await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+  const port = (silent.address() as AddressInfo).port;
+  const saved = process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER;
+  process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = `http://127.0.0.1:${port}`;
+  try {
+    const started = Date.now();
+    const { result, lines } = await invoke(
+      { ...env(), FLUVIO_PG_DATABASE_URL_SECRET: "prod/sink/slow" },
+      5000,
+    );
+    const took = Date.now() - started;
+    assert.ok(result instanceof Error);
+    assert.match(
+      result.message,
+      /cannot fetch secrets \(prod\/sink\/slow\): .*no answer before the run's deadline/,
+    );
+    assert.ok(
+      took >= 1500 && took < 4000,
+      `ended at the deadline (remaining time less the margin): ${took} ms`,
+    );
+    assert.equal(emfOf(lines).RunFailed, 1);
+  } finally {
+    process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = saved;
+    silent.closeAllConnections();
+    silent.close();
   }
 });
 

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { SinkError } from "../errors.js";
+import { describeDbError } from "../row-values.js";
 import type { Step } from "./plan.js";
 
 export interface ExecuteResult {
@@ -37,12 +38,8 @@ export async function executePlan(
           ? await client.query({ text: step.statement.sql, values: step.statement.params })
           : await client.query(step.sql);
     } catch (e) {
-      const err = e as Error & { code?: string; detail?: string };
       const what = step.kind === "dml" ? step.op : step.kind === "ddl" ? "schema change" : "truncate";
-      throw new SinkError(
-        `${describe(step)}: ${what} failed: ${err.message}${err.code ? ` (SQLSTATE ${err.code})` : ""}${err.detail ? `; ${err.detail}` : ""}`,
-        { cause: e },
-      );
+      throw new SinkError(`${describe(step)}: ${what} failed: ${describeDbError(e)}`, { cause: e });
     }
     result.statements++;
     if (step.kind !== "dml") continue;

@@ -7,13 +7,14 @@ import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import middy from "@middy/core";
 import secretsManager from "@middy/secrets-manager";
-import { clearCache } from "@middy/util";
+import { clearCache, getInternal } from "@middy/util";
 import type { Context } from "aws-lambda";
 import { configFromEnv } from "../config.js";
-import { asError, ConfigError, sqlState } from "../errors.js";
+import { asError, ConfigError, SinkError, sqlState } from "../errors.js";
 import type { Logger as SinkLogger } from "../log.js";
 import { redact } from "../log.js";
-import { type RunSummary, runOnce } from "../run.js";
+import { safeText } from "../row-values.js";
+import { type RunFailure, type RunSummary, runOnce } from "../run.js";
 
 /**
  * The scheduled Lambda face: configuration from the environment, secrets from AWS Secrets Manager
@@ -47,6 +48,48 @@ function isAuthFailure(e: unknown): boolean {
   return code === "28P01" || code === "28000";
 }
 
+/**
+ * The dimensions of every metric besides Powertools' `service`: one series per sink, so sinks in one
+ * account and region alarm separately. From the same variables the configuration reads.
+ */
+export function metricDimensions(env: NodeJS.ProcessEnv): Record<string, string> {
+  const partition = env.FLUVIO_PARTITION || "0";
+  return {
+    Connector: env.FLUVIO_PG_SINK_NAME || "postgres-sink",
+    Topic: env.FLUVIO_TOPIC || "(unset)",
+    Partition: /^\d+$/.test(partition) ? String(Number(partition)) : partition,
+  };
+}
+
+type Outcome =
+  | { status: "applied" | "idle" | "locked"; summary: RunSummary }
+  | { status: "failed"; failure: RunFailure | null };
+
+/** Rejects with `what` named once `deadline` (ms since the epoch) passes. */
+function beforeDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new SinkError(`${what}: no answer before the run's deadline`)),
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** The reasons behind middy's "Failed to resolve internal values", which alone says nothing. */
+function secretFailure(e: unknown): string {
+  const err = asError(e);
+  const data = (err.cause as { data?: unknown[] } | undefined)?.data;
+  const causes = Array.isArray(data)
+    ? data.map((c) => {
+        const x = asError(c);
+        return `${x.name}: ${x.message}`;
+      })
+    : [`${err.name}: ${err.message}`];
+  return causes.join("; ");
+}
+
 function adapt(logger: Logger): SinkLogger {
   return {
     debug: (m, f) => logger.debug(m, { ...f }),
@@ -65,7 +108,35 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
   const secrets: Record<string, string> = {};
   if (env.FLUVIO_PG_DATABASE_URL_SECRET) secrets.databaseUrl = env.FLUVIO_PG_DATABASE_URL_SECRET;
   if (env.FLUVIO_PROFILE_SECRET) secrets.fluvioProfile = env.FLUVIO_PROFILE_SECRET;
+  metrics.setDefaultDimensions(metricDimensions(env));
   const log = adapt(logger);
+  // Per invocation (one at a time per process): when it started and what a failed run reported.
+  let startedAt = Date.now();
+  let failure: RunFailure | null = null;
+
+  /** Every invocation publishes the same metrics, so alarms never lack data because runs fail. */
+  const addMetrics = (o: Outcome) => {
+    const count = (name: string, v: number) => metrics.addMetric(name, MetricUnit.Count, v);
+    const s = o.status === "failed" ? null : o.summary;
+    const ok = o.status === "applied" || o.status === "idle";
+    count("RunSucceeded", ok ? 1 : 0);
+    count("RunFailed", o.status === "failed" ? 1 : 0);
+    count("RunLocked", o.status === "locked" ? 1 : 0);
+    count("RecordsApplied", s?.records ?? 0);
+    count("Transactions", s?.transactions ?? 0);
+    count("Statements", s?.statements ?? 0);
+    count("MissingRows", s?.missing_rows ?? 0);
+    // Dead letters come with on_error: dead_letter; until then nothing is ever set aside.
+    count("DeadLetters", 0);
+    if (s && s.lag !== null) count("Lag", s.lag);
+    const behind =
+      o.status === "failed" ? (o.failure?.seconds_behind_source ?? null) : o.summary.seconds_behind_source;
+    if (behind !== null) metrics.addMetric("SecondsBehindSource", MetricUnit.Seconds, behind);
+    // A locked run did not look at the state, so it does not know.
+    const failures = ok ? 0 : o.status === "failed" ? (o.failure?.consecutive_failures ?? null) : null;
+    if (failures !== null) count("ConsecutiveFailures", failures);
+    metrics.addMetric("Duration", MetricUnit.Milliseconds, s?.duration_ms ?? Date.now() - startedAt);
+  };
   // Per set of secrets: middy's cache is process-wide.
   const cacheKey = `fluvio-postgres-sink:${JSON.stringify(secrets)}`;
 
@@ -94,23 +165,32 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
     };
     const deadline = () => Date.now() + context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS;
     const url = secrets.databaseUrl ? urlFromSecret(context.databaseUrl) : env.FLUVIO_PG_DATABASE_URL;
+    const onFailure = (f: RunFailure) => {
+      failure = f;
+    };
     let summary: RunSummary;
     try {
-      summary = await runOnce(configFor(url), { log, deadline: deadline() });
+      summary = await runOnce(configFor(url), { log, deadline: deadline(), onFailure });
     } catch (e) {
       if (!(secrets.databaseUrl && isAuthFailure(e))) throw e;
       // The password was probably rotated since the secret was cached: fetch it once more.
       log.warn("database login failed; fetching the database URL secret again");
       clearCache([cacheKey]);
-      const fresh = urlFromSecret(await fetchSecret(secrets.databaseUrl));
-      summary = await runOnce(configFor(fresh), { log, deadline: deadline() });
+      let fresh: string | undefined;
+      try {
+        fresh = urlFromSecret(
+          await beforeDeadline(
+            fetchSecret(secrets.databaseUrl),
+            deadline(),
+            "fetching the database URL secret",
+          ),
+        );
+      } catch (f) {
+        throw new SinkError(`cannot fetch the database URL secret again: ${secretFailure(f)}`, { cause: f });
+      }
+      summary = await runOnce(configFor(fresh), { log, deadline: deadline(), onFailure });
     }
-    metrics.addMetric("RecordsApplied", MetricUnit.Count, summary.records);
-    metrics.addMetric("Transactions", MetricUnit.Count, summary.transactions);
-    metrics.addMetric("Statements", MetricUnit.Count, summary.statements);
-    metrics.addMetric("MissingRows", MetricUnit.Count, summary.missing_rows);
-    if (summary.lag !== null) metrics.addMetric("Lag", MetricUnit.Count, summary.lag);
-    metrics.addMetric("Duration", MetricUnit.Milliseconds, summary.duration_ms);
+    addMetrics({ status: summary.status, summary });
     logger.info("run done", { summary });
     return summary;
   };
@@ -118,19 +198,50 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
   return middy<unknown, RunSummary, Error, SinkContext>(apply)
     .use(injectLambdaContext(logger))
     .use(logMetrics(metrics))
+    .use({
+      before: async () => {
+        startedAt = Date.now();
+        failure = null;
+      },
+    })
     .use(
       secretsManager({
         fetchData: secrets,
-        setToContext: true,
+        // Awaited below, within the run's deadline.
+        setToContext: false,
         cacheKey,
         cacheExpiry: 15 * 60 * 1000,
         disablePrefetch: true,
       }),
     )
     .use({
+      before: async (request) => {
+        const keys = Object.keys(secrets);
+        if (keys.length === 0) return;
+        const deadline = Date.now() + request.context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS;
+        try {
+          Object.assign(
+            request.context,
+            await beforeDeadline(getInternal(keys, request), deadline, "fetching secrets"),
+          );
+        } catch (e) {
+          // A fetch still pending must not be the cached answer for the next invocation.
+          clearCache([cacheKey]);
+          throw new SinkError(
+            `cannot fetch secrets (${keys.map((k) => secrets[k]).join(", ")}): ${secretFailure(e)}`,
+            {
+              cause: e,
+            },
+          );
+        }
+      },
+    })
+    .use({
       onError: async (request) => {
         const err = asError(request.error);
-        logger.error("run failed", { error: { name: err.name, message: redact(err.message) } });
+        // Published by logMetrics, which runs after this: a failing sink must not go silent.
+        addMetrics({ status: "failed", failure });
+        logger.error("run failed", { error: { name: err.name, message: safeText(redact(err.message)) } });
         // No response set: middy rethrows and the invocation fails (retries are off; the next tick retries).
       },
     });
