@@ -23,6 +23,19 @@ export interface SinkState {
   types: Map<number, { namespace: string; name: string }>;
   /** A smaller record limit a run fell back to after running out of time (null: the configured one). */
   batchLimit: number | null;
+  /** Byte position where nextOffset starts (file source), verified before it is used. */
+  resumePosition: bigint | null;
+  /** SHA-256 (hex) of the record at nextOffset - 1, checked on resume against what the source has. */
+  lastRecordSha256: string | null;
+  /** A dropped source transaction that never committed: its re-send must come before any later one. */
+  awaitedResend: AwaitedResend | null;
+}
+
+export interface AwaitedResend {
+  finalLsn: bigint;
+  /** The offsets of the dropped part. */
+  from: bigint;
+  to: bigint;
 }
 
 const TABLE = "state";
@@ -35,12 +48,20 @@ export function emptyState(nextOffset = 0n): SinkState {
     relations: new Map(),
     types: new Map(),
     batchLimit: null,
+    resumePosition: null,
+    lastRecordSha256: null,
+    awaitedResend: null,
   };
 }
 
 /** Creates the state table if needed, in its own short transaction, serialised across sinks. */
 export async function ensureStateTable(client: pg.ClientBase, schema: string): Promise<void> {
-  const exists = await client.query("SELECT to_regclass($1) IS NOT NULL AS ok", [qualified(schema, TABLE)]);
+  // The newest column present means the table is current.
+  const exists = await client.query(
+    `SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'awaited_resend'
+                      AND NOT attisdropped) AS ok`,
+    [qualified(schema, TABLE)],
+  );
   if (exists.rows[0]?.ok) return;
   await client.query("BEGIN");
   try {
@@ -59,6 +80,13 @@ export async function ensureStateTable(client: pg.ClientBase, schema: string): P
          batch_limit integer,
          updated_at timestamptz NOT NULL DEFAULT now(),
          PRIMARY KEY (connector, topic, partition))`,
+    );
+    // Tables created by earlier versions get the newer columns; their rows resume unverified once.
+    await client.query(
+      `ALTER TABLE ${qualified(schema, TABLE)}
+         ADD COLUMN IF NOT EXISTS resume_position bigint,
+         ADD COLUMN IF NOT EXISTS last_record_sha256 text,
+         ADD COLUMN IF NOT EXISTS awaited_resend jsonb`,
     );
     await client.query("COMMIT");
   } catch (e) {
@@ -81,7 +109,8 @@ export async function loadState(
   key: PartitionKey,
 ): Promise<SinkState | null> {
   const r = await client.query(
-    `SELECT next_offset::text, last_commit_lsn::text, in_transaction, relations, types, batch_limit
+    `SELECT next_offset::text, last_commit_lsn::text, in_transaction, relations, types, batch_limit,
+            resume_position::text, last_record_sha256, awaited_resend
        FROM ${qualified(schema, TABLE)} WHERE connector = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
     [key.connector, key.topic, key.partition],
   );
@@ -99,6 +128,16 @@ export async function loadState(
       ]),
     ),
     batchLimit: row.batch_limit,
+    resumePosition: row.resume_position === null ? null : BigInt(row.resume_position),
+    lastRecordSha256: row.last_record_sha256,
+    awaitedResend:
+      row.awaited_resend === null
+        ? null
+        : {
+            finalLsn: BigInt(row.awaited_resend.final_lsn),
+            from: BigInt(row.awaited_resend.from),
+            to: BigInt(row.awaited_resend.to),
+          },
   };
 }
 
@@ -123,12 +162,15 @@ export async function saveState(
   const types = [...s.types.entries()].map(([id, t]) => ({ id, ...t }));
   await client.query(
     `INSERT INTO ${qualified(schema, TABLE)}
-       (connector, topic, partition, next_offset, last_commit_lsn, in_transaction, relations, types, batch_limit, updated_at)
-     VALUES ($1, $2, $3, $4::bigint, $5::numeric, $6, $7::jsonb, $8::jsonb, $9, now())
+       (connector, topic, partition, next_offset, last_commit_lsn, in_transaction, relations, types, batch_limit,
+        resume_position, last_record_sha256, awaited_resend, updated_at)
+     VALUES ($1, $2, $3, $4::bigint, $5::numeric, $6, $7::jsonb, $8::jsonb, $9, $10::bigint, $11, $12::jsonb, now())
      ON CONFLICT (connector, topic, partition) DO UPDATE SET
        next_offset = EXCLUDED.next_offset, last_commit_lsn = EXCLUDED.last_commit_lsn,
        in_transaction = EXCLUDED.in_transaction, relations = EXCLUDED.relations, types = EXCLUDED.types,
-       batch_limit = EXCLUDED.batch_limit, updated_at = now()`,
+       batch_limit = EXCLUDED.batch_limit, resume_position = EXCLUDED.resume_position,
+       last_record_sha256 = EXCLUDED.last_record_sha256, awaited_resend = EXCLUDED.awaited_resend,
+       updated_at = now()`,
     [
       key.connector,
       key.topic,
@@ -139,6 +181,16 @@ export async function saveState(
       JSON.stringify(relations),
       JSON.stringify(types),
       s.batchLimit,
+      s.resumePosition === null ? null : s.resumePosition.toString(),
+      s.lastRecordSha256,
+      s.awaitedResend === null
+        ? null
+        : JSON.stringify({
+            // Strings: LSNs and offsets are 64-bit.
+            final_lsn: s.awaitedResend.finalLsn.toString(),
+            from: s.awaitedResend.from.toString(),
+            to: s.awaitedResend.to.toString(),
+          }),
     ],
   );
 }

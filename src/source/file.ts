@@ -1,59 +1,150 @@
-import { createReadStream } from "node:fs";
-import { access } from "node:fs/promises";
-import { createInterface } from "node:readline";
-import { SinkError } from "../errors.js";
-import type { Source, SourceRecord } from "./source.js";
+import { type FileHandle, open } from "node:fs/promises";
+import { RecordError, SinkError } from "../errors.js";
+import type { ReadOptions, ResumeHint, Source, SourceRecord } from "./source.js";
 
 /**
  * A topic export: one record value a line, the line's index being its offset. Replays a topic for a
  * backfill, or feeds the sink without a cluster.
+ *
+ * Records end at LF only: a CR before the LF is dropped (CRLF files), a CR anywhere else is part of
+ * the value, so an offset always means the same line. A last line without its LF may still be being
+ * written: it is not a record until its LF arrives.
  */
+
+const CHUNK = 1 << 20;
+const LF = 0x0a;
+const CR = 0x0d;
+
 export class FileSource implements Source {
   readonly description: string;
+  /** The furthest point the last read scanned: offset `offset` starts at byte `position`. */
+  private scanned: { offset: bigint; position: bigint } | null = null;
+  private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   constructor(private readonly path: string) {
     this.description = `file ${path}`;
   }
 
-  async *read(from: bigint): AsyncIterable<SourceRecord> {
-    await this.check();
-    const lines = createInterface({
-      input: createReadStream(this.path, { encoding: "utf8" }),
-      crlfDelay: Infinity,
-    });
-    let offset = 0n;
+  private async openFile(): Promise<{ fh: FileHandle; size: bigint }> {
+    let fh: FileHandle;
     try {
-      for await (const line of lines) {
-        if (offset >= from) yield { offset, value: line };
-        offset++;
+      fh = await open(this.path, "r");
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? (e as Error).message;
+      throw new SinkError(`parameters.source: the topic export ${this.path} cannot be read (${code})`);
+    }
+    const st = await fh.stat({ bigint: true });
+    if (!st.isFile()) {
+      await fh.close();
+      throw new SinkError(
+        `parameters.source: ${this.path} is ${st.isDirectory() ? "a directory" : "not a regular file"}; it must name a topic export file`,
+      );
+    }
+    return { fh, size: st.size };
+  }
+
+  async *read(from: bigint, opts: ReadOptions = {}): AsyncIterable<SourceRecord> {
+    const { fh, size } = await this.openFile();
+    try {
+      let offset = 0n;
+      let pos = 0n;
+      const seek = await this.seekable(fh, size, from, opts.hint);
+      if (seek) ({ offset, position: pos } = seek);
+      this.scanned = { offset, position: pos };
+      const buf = Buffer.allocUnsafe(CHUNK);
+      // The part of a line read so far, when it spans chunks.
+      let carry: Buffer[] = [];
+      while (pos < size) {
+        const want = Number(size - pos < BigInt(CHUNK) ? size - pos : BigInt(CHUNK));
+        const { bytesRead } = await fh.read(buf, 0, want, Number(pos));
+        if (bytesRead === 0) break;
+        const chunk = buf.subarray(0, bytesRead);
+        const chunkStart = pos;
+        let lineStart = 0;
+        for (let lf = chunk.indexOf(LF); lf !== -1; lf = chunk.indexOf(LF, lineStart)) {
+          const end = chunkStart + BigInt(lf + 1);
+          if (offset >= from) {
+            const piece = chunk.subarray(lineStart, lf);
+            const line = carry.length > 0 ? Buffer.concat([...carry, piece]) : piece;
+            const bytes = line.length > 0 && line[line.length - 1] === CR ? line.subarray(0, -1) : line;
+            let value: string;
+            try {
+              value = this.decoder.decode(bytes);
+            } catch {
+              throw new RecordError(offset, `not valid UTF-8 (in ${this.path})`);
+            }
+            this.scanned = { offset: offset + 1n, position: end };
+            yield { offset, value, end };
+          } else {
+            this.scanned = { offset: offset + 1n, position: end };
+          }
+          carry = [];
+          offset++;
+          lineStart = lf + 1;
+        }
+        // Lines being skipped need no bytes kept.
+        if (lineStart < chunk.length && offset >= from) carry.push(Buffer.from(chunk.subarray(lineStart)));
+        pos += BigInt(bytesRead);
       }
     } finally {
-      lines.close();
+      await fh.close();
     }
   }
 
-  async endOffset(): Promise<bigint> {
-    await this.check();
-    let count = 0n;
-    let last = 0x0a;
-    for await (const chunk of createReadStream(this.path) as AsyncIterable<Buffer>) {
-      let i = chunk.indexOf(0x0a);
-      while (i !== -1) {
-        count++;
-        i = chunk.indexOf(0x0a, i + 1);
+  /**
+   * Where to start without scanning from the top: the stored position, when it still looks like the
+   * start of a line inside the file (the byte before it is LF); for `from` one before the hinted
+   * offset, the start of the line before it. null: scan from the top.
+   */
+  private async seekable(
+    fh: FileHandle,
+    size: bigint,
+    from: bigint,
+    hint: ResumeHint | undefined,
+  ): Promise<{ offset: bigint; position: bigint } | null> {
+    if (!hint || hint.position <= 0n || hint.position > size) return null;
+    if (from !== hint.offset && from !== hint.offset - 1n) return null;
+    const one = Buffer.alloc(1);
+    await fh.read(one, 0, 1, Number(hint.position - 1n));
+    if (one[0] !== LF) return null;
+    if (from === hint.offset) return hint;
+    // Back to the LF before the previous line (or the top): one record's bytes.
+    let end = hint.position - 1n;
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    while (end > 0n) {
+      const start = end > BigInt(buf.length) ? end - BigInt(buf.length) : 0n;
+      const n = Number(end - start);
+      await fh.read(buf, 0, n, Number(start));
+      const lf = buf.subarray(0, n).lastIndexOf(LF);
+      if (lf !== -1) {
+        if (from === 0n) return null;
+        return { offset: from, position: start + BigInt(lf + 1) };
       }
-      if (chunk.length > 0) last = chunk[chunk.length - 1] as number;
+      end = start;
     }
-    return last === 0x0a ? count : count + 1n;
+    return from === 0n ? { offset: 0n, position: 0n } : null;
+  }
+
+  /** Complete lines in the file: counted on from where the last read stopped, not from the top. */
+  async endOffset(): Promise<bigint> {
+    const { fh, size } = await this.openFile();
+    try {
+      let { offset, position } = this.scanned ?? { offset: 0n, position: 0n };
+      if (position > size) ({ offset, position } = { offset: 0n, position: 0n });
+      const buf = Buffer.allocUnsafe(CHUNK);
+      while (position < size) {
+        const want = Number(size - position < BigInt(CHUNK) ? size - position : BigInt(CHUNK));
+        const { bytesRead } = await fh.read(buf, 0, want, Number(position));
+        if (bytesRead === 0) break;
+        const chunk = buf.subarray(0, bytesRead);
+        for (let i = chunk.indexOf(LF); i !== -1; i = chunk.indexOf(LF, i + 1)) offset++;
+        position += BigInt(bytesRead);
+      }
+      return offset;
+    } finally {
+      await fh.close();
+    }
   }
 
   async close(): Promise<void> {}
-
-  private async check(): Promise<void> {
-    try {
-      await access(this.path);
-    } catch {
-      throw new SinkError(`source file ${this.path} cannot be read`);
-    }
-  }
 }
