@@ -71,106 +71,107 @@ export async function readBatch(
   let expected = from;
   let checked = !verify;
   let partial = false;
-  for await (const rec of source.read(from, { hint, unverified: !verify })) {
-    if (rec.lost) {
-      // The source skipped records it no longer has: nothing before them can be verified or continued.
-      checked = true;
-      inTxn = false;
-      startsInside = false;
-      open = [];
-      expected = rec.offset;
-      if (events.length === 0) {
-        nextOffset = rec.offset;
-        resumePosition = null;
-        lastRecordSha256 = null;
+  reading: for await (const run of source.read(from, { hint, unverified: !verify }))
+    for (const rec of run) {
+      if (rec.lost) {
+        // The source skipped records it no longer has: nothing before them can be verified or continued.
+        checked = true;
+        inTxn = false;
+        startsInside = false;
+        open = [];
+        expected = rec.offset;
+        if (events.length === 0) {
+          nextOffset = rec.offset;
+          resumePosition = null;
+          lastRecordSha256 = null;
+        }
       }
-    }
-    if (rec.offset !== expected)
-      throw new SinkError(
-        `${source.description}: returned offset ${rec.offset} where ${expected} was expected`,
-      );
-    expected++;
-    if (!checked) {
-      checked = true;
-      if (recordSha256(rec.value) !== state.lastRecordSha256)
+      if (rec.offset !== expected)
         throw new SinkError(
-          `${source.description}: the record at offset ${rec.offset} is not the one this sink applied there ` +
-            "(its fingerprint differs), so the offsets no longer mean what they meant: records were removed " +
-            "at the log start (or the partition listing lags the log start), the topic was recreated, or the " +
-            "file was replaced. Applied nothing. Restore the source, or reset this connector's row in the " +
-            `state table (${config.stateSchema}.state) to the offset where the sink must continue.`,
+          `${source.description}: returned offset ${rec.offset} where ${expected} was expected`,
         );
-      continue;
-    }
-    if (deadline !== null && Date.now() >= deadline)
-      throw new DeadlineError(
-        `ran out of time reading offset ${rec.offset} (a source transaction did not finish in time)`,
-      );
-    const ev = decodeRecord(rec.offset, rec.value);
-    if (ev.kind === "begin") {
-      if (open.length > 0) {
-        const dropped = open[0] as Event;
-        if (startsInside && events.length === 0)
-          log.error(
-            "a source transaction this sink applied in part never committed; its first part stays applied",
-            { from: dropped.offset, to: rec.offset - 1n },
+      expected++;
+      if (!checked) {
+        checked = true;
+        if (recordSha256(rec.value) !== state.lastRecordSha256)
+          throw new SinkError(
+            `${source.description}: the record at offset ${rec.offset} is not the one this sink applied there ` +
+              "(its fingerprint differs), so the offsets no longer mean what they meant: records were removed " +
+              "at the log start (or the partition listing lags the log start), the topic was recreated, or the " +
+              "file was replaced. Applied nothing. Restore the source, or reset this connector's row in the " +
+              `state table (${config.stateSchema}.state) to the offset where the sink must continue.`,
           );
-        else if (
-          dropped.kind === "begin" &&
-          (lastCommitLsn === null || dropped.finalLsn > lastCommitLsn) &&
-          (awaited === null || dropped.finalLsn >= awaited.finalLsn)
-        ) {
-          // The inbound connector acknowledges WAL before Fluvio stores it, so a re-send is not
-          // guaranteed: it must come before anything later, or the gap is reported.
-          awaited = { finalLsn: dropped.finalLsn, from: dropped.offset, to: rec.offset - 1n };
-          log.warn("dropping a source transaction that never committed; its re-send must follow", {
-            from: dropped.offset,
-            to: rec.offset - 1n,
-            final_lsn: lsnText(dropped.finalLsn),
-          });
-        } else
-          log.warn("dropping a source transaction that never committed (applied before)", {
-            from: dropped.offset,
-            to: rec.offset - 1n,
-          });
+        continue;
       }
-      if (awaited !== null) checkResend(awaited, ev, log);
-      if (awaited !== null && ev.finalLsn === awaited.finalLsn) awaited = null;
-      if (rec.offset === start) startsInside = false;
-      open = [ev];
-      inTxn = true;
-    } else {
-      if (!inTxn)
-        throw new RecordError(rec.offset, `${ev.kind} outside a source transaction (no begin before it)`);
-      open.push(ev);
+      if (deadline !== null && Date.now() >= deadline)
+        throw new DeadlineError(
+          `ran out of time reading offset ${rec.offset} (a source transaction did not finish in time)`,
+        );
+      const ev = decodeRecord(rec.offset, rec.value);
+      if (ev.kind === "begin") {
+        if (open.length > 0) {
+          const dropped = open[0] as Event;
+          if (startsInside && events.length === 0)
+            log.error(
+              "a source transaction this sink applied in part never committed; its first part stays applied",
+              { from: dropped.offset, to: rec.offset - 1n },
+            );
+          else if (
+            dropped.kind === "begin" &&
+            (lastCommitLsn === null || dropped.finalLsn > lastCommitLsn) &&
+            (awaited === null || dropped.finalLsn >= awaited.finalLsn)
+          ) {
+            // The inbound connector acknowledges WAL before Fluvio stores it, so a re-send is not
+            // guaranteed: it must come before anything later, or the gap is reported.
+            awaited = { finalLsn: dropped.finalLsn, from: dropped.offset, to: rec.offset - 1n };
+            log.warn("dropping a source transaction that never committed; its re-send must follow", {
+              from: dropped.offset,
+              to: rec.offset - 1n,
+              final_lsn: lsnText(dropped.finalLsn),
+            });
+          } else
+            log.warn("dropping a source transaction that never committed (applied before)", {
+              from: dropped.offset,
+              to: rec.offset - 1n,
+            });
+        }
+        if (awaited !== null) checkResend(awaited, ev, log);
+        if (awaited !== null && ev.finalLsn === awaited.finalLsn) awaited = null;
+        if (rec.offset === start) startsInside = false;
+        open = [ev];
+        inTxn = true;
+      } else {
+        if (!inTxn)
+          throw new RecordError(rec.offset, `${ev.kind} outside a source transaction (no begin before it)`);
+        open.push(ev);
+      }
+      if (ev.kind === "commit") {
+        for (const e of open) events.push(e);
+        open = [];
+        inTxn = false;
+        if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
+        nextOffset = rec.offset + 1n;
+        resumePosition = rec.end === undefined ? null : BigInt(rec.end);
+        lastRecordSha256 = recordSha256(rec.value);
+        awaitedAtNext = awaited;
+        if (nextOffset - start >= limit) break reading;
+        // Leave the rest of the time for applying what was read.
+        if (readUntil !== null && Date.now() >= readUntil) break reading;
+      } else if (open.length >= config.maxTransactionRecords) {
+        log.warn(
+          "source transaction exceeds max_transaction_records: applying it in parts; until it completes the target shows part of it",
+          { offset: rec.offset, max_transaction_records: config.maxTransactionRecords },
+        );
+        for (const e of open) events.push(e);
+        open = [];
+        nextOffset = rec.offset + 1n;
+        resumePosition = rec.end === undefined ? null : BigInt(rec.end);
+        lastRecordSha256 = recordSha256(rec.value);
+        awaitedAtNext = awaited;
+        partial = true;
+        break reading;
+      }
     }
-    if (ev.kind === "commit") {
-      for (const e of open) events.push(e);
-      open = [];
-      inTxn = false;
-      if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
-      nextOffset = rec.offset + 1n;
-      resumePosition = rec.end ?? null;
-      lastRecordSha256 = recordSha256(rec.value);
-      awaitedAtNext = awaited;
-      if (nextOffset - start >= limit) break;
-      // Leave the rest of the time for applying what was read.
-      if (readUntil !== null && Date.now() >= readUntil) break;
-    } else if (open.length >= config.maxTransactionRecords) {
-      log.warn(
-        "source transaction exceeds max_transaction_records: applying it in parts; until it completes the target shows part of it",
-        { offset: rec.offset, max_transaction_records: config.maxTransactionRecords },
-      );
-      for (const e of open) events.push(e);
-      open = [];
-      nextOffset = rec.offset + 1n;
-      resumePosition = rec.end ?? null;
-      lastRecordSha256 = recordSha256(rec.value);
-      awaitedAtNext = awaited;
-      partial = true;
-      break;
-    }
-  }
   if (!checked)
     throw new SinkError(
       `${source.description}: the record at offset ${start - 1n}, applied last by this sink, is gone (the source ends before it); ` +

@@ -12,6 +12,11 @@ import type { ReadOptions, ResumeHint, Source, SourceRecord } from "./source.js"
  */
 
 const CHUNK = 1 << 20;
+
+/** A CRLF line end leaves its CR at the end of the line; only there is it not part of the value. */
+function stripCr(line: string): string {
+  return line.charCodeAt(line.length - 1) === CR ? line.slice(0, -1) : line;
+}
 const LF = 0x0a;
 const CR = 0x0d;
 
@@ -21,7 +26,11 @@ export class FileSource implements Source {
   private scanned: { offset: bigint; position: bigint } | null = null;
   private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-  constructor(private readonly path: string) {
+  /** `chunkBytes`: read size (tests use tiny ones to put lines across chunk boundaries). */
+  constructor(
+    private readonly path: string,
+    private readonly chunkBytes = CHUNK,
+  ) {
     this.description = `file ${path}`;
   }
 
@@ -43,52 +52,95 @@ export class FileSource implements Source {
     return { fh, size: st.size };
   }
 
-  async *read(from: bigint, opts: ReadOptions = {}): AsyncIterable<SourceRecord> {
+  async *read(from: bigint, opts: ReadOptions = {}): AsyncIterable<SourceRecord[]> {
     const { fh, size } = await this.openFile();
     try {
       let offset = 0n;
-      let pos = 0n;
+      let pos = 0;
       const seek = await this.seekable(fh, size, from, opts.hint);
-      if (seek) ({ offset, position: pos } = seek);
-      this.scanned = { offset, position: pos };
-      const buf = Buffer.allocUnsafe(CHUNK);
-      // The part of a line read so far, when it spans chunks.
+      if (seek) {
+        offset = seek.offset;
+        pos = Number(seek.position);
+      }
+      this.scanned = { offset, position: BigInt(pos) };
+      const total = Number(size);
+      const buf = Buffer.allocUnsafe(this.chunkBytes);
+      // The start of a line that runs past the chunk read so far, when it is a record to return.
       let carry: Buffer[] = [];
-      while (pos < size) {
-        const want = Number(size - pos < BigInt(CHUNK) ? size - pos : BigInt(CHUNK));
-        const { bytesRead } = await fh.read(buf, 0, want, Number(pos));
+      while (pos < total) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(this.chunkBytes, total - pos), pos);
         if (bytesRead === 0) break;
         const chunk = buf.subarray(0, bytesRead);
         const chunkStart = pos;
+        pos += bytesRead;
         let lineStart = 0;
-        for (let lf = chunk.indexOf(LF); lf !== -1; lf = chunk.indexOf(LF, lineStart)) {
-          const end = chunkStart + BigInt(lf + 1);
-          if (offset >= from) {
-            const piece = chunk.subarray(lineStart, lf);
-            const line = carry.length > 0 ? Buffer.concat([...carry, piece]) : piece;
-            const bytes = line.length > 0 && line[line.length - 1] === CR ? line.subarray(0, -1) : line;
-            let value: string;
-            try {
-              value = this.decoder.decode(bytes);
-            } catch {
-              throw new RecordError(offset, `not valid UTF-8 (in ${this.path})`);
-            }
-            this.scanned = { offset: offset + 1n, position: end };
-            yield { offset, value, end };
-          } else {
-            this.scanned = { offset: offset + 1n, position: end };
-          }
-          carry = [];
+        // Lines before `from`: counted, not decoded.
+        while (offset < from) {
+          const lf = chunk.indexOf(LF, lineStart);
+          if (lf === -1) break;
           offset++;
           lineStart = lf + 1;
         }
-        // Lines being skipped need no bytes kept.
-        if (lineStart < chunk.length && offset >= from) carry.push(Buffer.from(chunk.subarray(lineStart)));
-        pos += BigInt(bytesRead);
+        this.scanned = { offset, position: BigInt(chunkStart + lineStart) };
+        if (offset < from) continue;
+        const ends: number[] = [];
+        for (let lf = chunk.indexOf(LF, lineStart); lf !== -1; lf = chunk.indexOf(LF, lf + 1)) ends.push(lf);
+        const records: SourceRecord[] = [];
+        let failed: RecordError | null = null;
+        let i = 0;
+        if (ends.length > 0 && carry.length > 0) {
+          const first = Buffer.concat([...carry, chunk.subarray(lineStart, ends[0])]);
+          const value = this.decode(first);
+          if (value === null) failed = this.invalid(offset);
+          else
+            records.push({
+              offset: offset++,
+              value: stripCr(value),
+              end: chunkStart + (ends[0] as number) + 1,
+            });
+          carry = [];
+          lineStart = (ends[0] as number) + 1;
+          i = 1;
+        }
+        if (!failed && i < ends.length) {
+          // All complete lines of the chunk in one decode; line by line only to find an invalid one.
+          const lastLf = ends[ends.length - 1] as number;
+          const text = this.decode(chunk.subarray(lineStart, lastLf));
+          const values = text === null ? null : text.split("\n");
+          for (; i < ends.length; i++) {
+            const lf = ends[i] as number;
+            const value = values
+              ? (values[i - (ends.length - values.length)] as string)
+              : this.decode(chunk.subarray(lineStart, lf));
+            if (value === null) {
+              failed = this.invalid(offset);
+              break;
+            }
+            records.push({ offset: offset++, value: stripCr(value), end: chunkStart + lf + 1 });
+            lineStart = lf + 1;
+          }
+        }
+        const last = records[records.length - 1];
+        if (last) this.scanned = { offset: last.offset + 1n, position: BigInt(last.end as number) };
+        if (records.length > 0) yield records;
+        if (failed) throw failed;
+        if (lineStart < chunk.length) carry.push(Buffer.from(chunk.subarray(lineStart)));
       }
     } finally {
       await fh.close();
     }
+  }
+
+  private decode(bytes: Uint8Array): string | null {
+    try {
+      return this.decoder.decode(bytes);
+    } catch {
+      return null;
+    }
+  }
+
+  private invalid(offset: bigint): RecordError {
+    return new RecordError(offset, `not valid UTF-8 (in ${this.path})`);
   }
 
   /**
@@ -131,9 +183,10 @@ export class FileSource implements Source {
     try {
       let { offset, position } = this.scanned ?? { offset: 0n, position: 0n };
       if (position > size) ({ offset, position } = { offset: 0n, position: 0n });
-      const buf = Buffer.allocUnsafe(CHUNK);
+      const buf = Buffer.allocUnsafe(this.chunkBytes);
+      const most = BigInt(this.chunkBytes);
       while (position < size) {
-        const want = Number(size - position < BigInt(CHUNK) ? size - position : BigInt(CHUNK));
+        const want = Number(size - position < most ? size - position : most);
         const { bytesRead } = await fh.read(buf, 0, want, Number(position));
         if (bytesRead === 0) break;
         const chunk = buf.subarray(0, bytesRead);

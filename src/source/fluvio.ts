@@ -189,7 +189,7 @@ export class FluvioSource implements Source {
     );
   }
 
-  async *read(start: bigint, opts: ReadOptions = {}): AsyncIterable<SourceRecord> {
+  async *read(start: bigint, opts: ReadOptions = {}): AsyncIterable<SourceRecord[]> {
     const b = this.bounds ?? (await this.partitionBounds());
     this.bounds = b;
     if (start < b.start)
@@ -249,7 +249,8 @@ export class FluvioSource implements Source {
         await this.checkPosition(offset, r.value.value(), b.end);
         opts = { ...opts, unverified: false };
       }
-      yield lost ? { offset, value, lost } : { offset, value };
+      // One at a time: the client hands over one record per call.
+      yield [lost ? { offset, value, lost } : { offset, value }];
       lost = undefined;
     }
   }

@@ -4,7 +4,7 @@ export interface SourceRecord {
   offset: bigint;
   value: string;
   /** File source: the byte position right after this record, where the next offset starts. */
-  end?: bigint;
+  end?: number;
   /**
    * Records before this one that the source no longer has and skipped (on_lost_records: skip); the
    * offsets jump from `lost.from` to this record's.
@@ -33,11 +33,13 @@ export interface Source {
   /** For logs: which partition or file, without credentials. */
   readonly description: string;
   /**
-   * Records from offset `from` on, in order, up to the end the source had when the read began. The
-   * caller stops pulling when it has enough; the source must then leave nothing running. A hint for
-   * offset `from` or `from + 1` may let the source start without reading what lies before.
+   * Records from offset `from` on, in order, up to the end the source had when the read began, in
+   * runs of consecutive records (a file source hands over a chunk's worth at a time, so there is no
+   * per-record await). The caller stops pulling when it has enough; the source must then leave
+   * nothing running. A hint for offset `from` or `from + 1` may let the source start without reading
+   * what lies before.
    */
-  read(from: bigint, opts?: ReadOptions): AsyncIterable<SourceRecord>;
+  read(from: bigint, opts?: ReadOptions): AsyncIterable<SourceRecord[]>;
   /**
    * Where reading from the stored offset `from` really starts: `from`, or past records the source no
    * longer has when the configuration allows skipping them (otherwise it throws).
