@@ -17,8 +17,8 @@ export interface Batch {
   resumePosition: bigint | null;
   /** Fingerprint of the record at nextOffset - 1, or null when none was read. */
   lastRecordSha256: string | null;
-  /** A dropped partial transaction whose re-send is still awaited at nextOffset. */
-  awaitedResend: AwaitedResend | null;
+  /** Dropped partial transactions whose re-sends are still awaited at nextOffset, by final LSN. */
+  awaitedResends: AwaitedResend[];
 }
 
 export function recordSha256(value: string): string {
@@ -65,7 +65,7 @@ export async function readBatch(
   let nextOffset = start;
   let resumePosition = resuming ? state.resumePosition : null;
   let lastRecordSha256 = resuming ? state.lastRecordSha256 : null;
-  let awaited = state.awaitedResend;
+  let awaited = state.awaitedResends;
   let awaitedAtNext = awaited;
   let lastCommitLsn = state.lastCommitLsn;
   let expected = from;
@@ -116,14 +116,13 @@ export async function readBatch(
               "a source transaction this sink applied in part never committed; its first part stays applied",
               { from: dropped.offset, to: rec.offset - 1n },
             );
-          else if (
-            dropped.kind === "begin" &&
-            (lastCommitLsn === null || dropped.finalLsn > lastCommitLsn) &&
-            (awaited === null || dropped.finalLsn >= awaited.finalLsn)
-          ) {
+          else if (dropped.kind === "begin" && (lastCommitLsn === null || dropped.finalLsn > lastCommitLsn)) {
             // The inbound connector acknowledges WAL before Fluvio stores it, so a re-send is not
             // guaranteed: it must come before anything later, or the gap is reported.
-            awaited = { finalLsn: dropped.finalLsn, from: dropped.offset, to: rec.offset - 1n };
+            awaited = [
+              ...awaited.filter((a) => a.finalLsn !== dropped.finalLsn),
+              { finalLsn: dropped.finalLsn, from: dropped.offset, to: rec.offset - 1n },
+            ].sort((a, b) => (a.finalLsn < b.finalLsn ? -1 : a.finalLsn > b.finalLsn ? 1 : 0));
             log.warn("dropping a source transaction that never committed; its re-send must follow", {
               from: dropped.offset,
               to: rec.offset - 1n,
@@ -135,8 +134,7 @@ export async function readBatch(
               to: rec.offset - 1n,
             });
         }
-        if (awaited !== null) checkResend(awaited, ev, log);
-        if (awaited !== null && ev.finalLsn === awaited.finalLsn) awaited = null;
+        if (awaited.length > 0) awaited = checkResend(awaited, ev, log);
         if (rec.offset === start) startsInside = false;
         open = [ev];
         inTxn = true;
@@ -185,24 +183,28 @@ export async function readBatch(
     startsInside: startsInside && events.length > 0 && events[0]?.kind !== "begin",
     resumePosition,
     lastRecordSha256,
-    awaitedResend: awaitedAtNext,
+    awaitedResends: awaitedAtNext,
   };
 }
 
-/** A transaction later than the awaited re-send means the dropped one will never come back. */
-function checkResend(awaited: AwaitedResend, begin: BeginEvent, log: Logger): void {
+/**
+ * Re-sends come in LSN order, so a transaction later than an awaited re-send means the dropped one
+ * will never come back. Returns what is still awaited.
+ */
+function checkResend(awaitedList: AwaitedResend[], begin: BeginEvent, log: Logger): AwaitedResend[] {
+  const awaited = awaitedList[0] as AwaitedResend;
   if (begin.finalLsn === awaited.finalLsn) {
     log.info("the dropped source transaction was re-sent", {
       offset: begin.offset,
       final_lsn: lsnText(begin.finalLsn),
     });
-    return;
+    return awaitedList.slice(1);
   }
-  if (begin.finalLsn > awaited.finalLsn)
-    throw new SinkError(
-      `records were lost upstream: the source transaction at offsets ${awaited.from}..${awaited.to} ` +
-        `(final_lsn ${lsnText(awaited.finalLsn)}) never committed and was not re-sent before the transaction ` +
-        `at offset ${begin.offset} (final_lsn ${lsnText(begin.finalLsn)}); the target would miss its changes. ` +
-        "This run applied nothing. Re-send it from the source (or resynchronise the tables it touched) before going on.",
-    );
+  if (begin.finalLsn < awaited.finalLsn) return awaitedList;
+  throw new SinkError(
+    `records were lost upstream: the source transaction at offsets ${awaited.from}..${awaited.to} ` +
+      `(final_lsn ${lsnText(awaited.finalLsn)}) never committed and was not re-sent before the transaction ` +
+      `at offset ${begin.offset} (final_lsn ${lsnText(begin.finalLsn)}); the target would miss its changes. ` +
+      "This run applied nothing. Re-send it from the source (or resynchronise the tables it touched) before going on.",
+  );
 }

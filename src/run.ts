@@ -211,7 +211,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
         state.batchLimit === null || state.batchLimit * 2 >= config.maxRecords ? null : state.batchLimit * 2,
       resumePosition: batch.resumePosition,
       lastRecordSha256: batch.lastRecordSha256,
-      awaitedResend: batch.awaitedResend,
+      awaitedResends: batch.awaitedResends,
     };
     // Nothing consumed means nothing to record: the stored state already says where to resume.
     if (batch.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);

@@ -27,8 +27,11 @@ export interface SinkState {
   resumePosition: bigint | null;
   /** SHA-256 (hex) of the record at nextOffset - 1, checked on resume against what the source has. */
   lastRecordSha256: string | null;
-  /** A dropped source transaction that never committed: its re-send must come before any later one. */
-  awaitedResend: AwaitedResend | null;
+  /**
+   * Dropped source transactions that never committed, by final LSN: each re-send must come before
+   * any transaction with a greater final LSN.
+   */
+  awaitedResends: AwaitedResend[];
 }
 
 export interface AwaitedResend {
@@ -50,7 +53,7 @@ export function emptyState(nextOffset = 0n): SinkState {
     batchLimit: null,
     resumePosition: null,
     lastRecordSha256: null,
-    awaitedResend: null,
+    awaitedResends: [],
   };
 }
 
@@ -130,14 +133,9 @@ export async function loadState(
     batchLimit: row.batch_limit,
     resumePosition: row.resume_position === null ? null : BigInt(row.resume_position),
     lastRecordSha256: row.last_record_sha256,
-    awaitedResend:
-      row.awaited_resend === null
-        ? null
-        : {
-            finalLsn: BigInt(row.awaited_resend.final_lsn),
-            from: BigInt(row.awaited_resend.from),
-            to: BigInt(row.awaited_resend.to),
-          },
+    awaitedResends: ((row.awaited_resend ?? []) as { final_lsn: string; from: string; to: string }[]).map(
+      (a) => ({ finalLsn: BigInt(a.final_lsn), from: BigInt(a.from), to: BigInt(a.to) }),
+    ),
   };
 }
 
@@ -183,14 +181,16 @@ export async function saveState(
       s.batchLimit,
       s.resumePosition === null ? null : s.resumePosition.toString(),
       s.lastRecordSha256,
-      s.awaitedResend === null
+      s.awaitedResends.length === 0
         ? null
-        : JSON.stringify({
+        : JSON.stringify(
             // Strings: LSNs and offsets are 64-bit.
-            final_lsn: s.awaitedResend.finalLsn.toString(),
-            from: s.awaitedResend.from.toString(),
-            to: s.awaitedResend.to.toString(),
-          }),
+            s.awaitedResends.map((a) => ({
+              final_lsn: a.finalLsn.toString(),
+              from: a.from.toString(),
+              to: a.to.toString(),
+            })),
+          ),
     ],
   );
 }

@@ -214,7 +214,9 @@ export class FluvioSource implements Source {
           ms,
           () =>
             `reading offset ${offset} from ${this.where()}: no record within ${ms} ms ` +
-            `(a record batch larger than parameters.fetch_max_bytes, ${this.o.fetchMaxBytes}, is never delivered)`,
+            `(a record batch larger than parameters.fetch_max_bytes, ${this.o.fetchMaxBytes}, is never delivered` +
+            // A stream placed past the SPU's end waits for records that will not come.
+            `${offset === start ? "; nor is anything when the partition listing's log start lags the SPU's" : ""})`,
         );
       } catch (e) {
         const msg = asError(e).message;
