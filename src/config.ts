@@ -17,6 +17,8 @@ export interface SinkConfig {
   missingRows: MissingRows;
   connectTimeoutMs: number;
   readTimeoutMs: number;
+  /** Fluvio: the most bytes one fetch response may carry (must exceed the largest record batch). */
+  fetchMaxBytes: number;
   onLostRecords: "error" | "skip";
 }
 
@@ -28,6 +30,7 @@ export const DEFAULTS = {
   missingRows: "skip" as MissingRows,
   connectTimeoutMs: 10_000,
   readTimeoutMs: 10_000,
+  fetchMaxBytes: 64 * 1024 * 1024,
   onLostRecords: "error" as const,
 };
 
@@ -42,6 +45,7 @@ const PARAMETERS = [
   "missing_rows",
   "connect_timeout_ms",
   "read_timeout_ms",
+  "fetch_max_bytes",
   "on_lost_records",
 ];
 
@@ -79,6 +83,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   MISSING_ROWS: "parameters.missing_rows",
   CONNECT_TIMEOUT_MS: "parameters.connect_timeout_ms",
   READ_TIMEOUT_MS: "parameters.read_timeout_ms",
+  FETCH_MAX_BYTES: "parameters.fetch_max_bytes",
   ON_LOST_RECORDS: "parameters.on_lost_records",
 };
 
@@ -119,11 +124,11 @@ export function validateConnectorConfig(
     }
     return v;
   };
-  const int = (v: unknown, where: string, min: number, def: number): number => {
+  const int = (v: unknown, where: string, min: number, def: number, max?: number): number => {
     if (v === undefined || v === null) return def;
     const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
-    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < min) {
-      problems.push(`${where} must be an integer >= ${min}`);
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < min || (max !== undefined && n > max)) {
+      problems.push(`${where} must be an integer >= ${min}${max === undefined ? "" : ` and <= ${max}`}`);
       return def;
     }
     return n;
@@ -205,6 +210,14 @@ export function validateConnectorConfig(
     DEFAULTS.connectTimeoutMs,
   );
   const readTimeoutMs = int(p.read_timeout_ms, "parameters.read_timeout_ms", 1, DEFAULTS.readTimeoutMs);
+  // The client sends it as an i32.
+  const fetchMaxBytes = int(
+    p.fetch_max_bytes,
+    "parameters.fetch_max_bytes",
+    1024,
+    DEFAULTS.fetchMaxBytes,
+    2 ** 31 - 1,
+  );
   const onLostRecords = p.on_lost_records ?? DEFAULTS.onLostRecords;
   if (onLostRecords !== "error" && onLostRecords !== "skip")
     problems.push(`parameters.on_lost_records must be "error" or "skip"`);
@@ -222,6 +235,7 @@ export function validateConnectorConfig(
     missingRows: missingRows as MissingRows,
     connectTimeoutMs,
     readTimeoutMs,
+    fetchMaxBytes,
     onLostRecords: onLostRecords as "error" | "skip",
   };
 }

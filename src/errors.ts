@@ -4,6 +4,11 @@ export class SinkError extends Error {
   override name = "SinkError";
 }
 
+/** The run ran out of the time it was given. */
+export class DeadlineError extends SinkError {
+  override name = "DeadlineError";
+}
+
 /** A record that cannot be decoded or applied as it stands. */
 export class RecordError extends SinkError {
   override name = "RecordError";

@@ -4,11 +4,11 @@ import { executePlan } from "./apply/execute.js";
 import { tableOf } from "./apply/model.js";
 import { plan } from "./apply/plan.js";
 import type { SinkConfig } from "./config.js";
-import { asError, RecordError, SinkError, sqlState } from "./errors.js";
-import { decodeRecord } from "./events/decode.js";
+import { asError, DeadlineError, RecordError, SinkError, sqlState } from "./errors.js";
 import type { Event, Relation } from "./events/types.js";
 import { failpoint } from "./failpoint.js";
 import { type Logger, redact } from "./log.js";
+import { readBatch } from "./read-batch.js";
 import { hideRowValues, scrubError } from "./row-values.js";
 import { FileSource } from "./source/file.js";
 import { FluvioSource } from "./source/fluvio.js";
@@ -94,10 +94,7 @@ function lastCommitTime(events: Event[], previous: bigint | null): bigint | null
 /** Less time than this before the deadline: the run does not start. */
 export const MIN_RUN_MS = 2000;
 
-/** The run ran out of the time it was given. */
-export class DeadlineError extends SinkError {
-  override name = "DeadlineError";
-}
+export { DeadlineError };
 
 function isTimeout(e: unknown): boolean {
   const code = sqlState(e);
@@ -113,6 +110,7 @@ export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
     endpoint: config.source.endpoint,
     connectTimeoutMs: config.connectTimeoutMs,
     readTimeoutMs: config.readTimeoutMs,
+    fetchMaxBytes: config.fetchMaxBytes,
     onLostRecords: config.onLostRecords,
     log,
   });
@@ -138,97 +136,6 @@ export async function connectTarget(config: SinkConfig): Promise<pg.Client> {
     );
   }
   return client;
-}
-
-interface Batch {
-  events: Event[];
-  nextOffset: bigint;
-  exceeded: boolean;
-  partial: boolean;
-  startsInside: boolean;
-}
-
-/**
- * Reads whole source transactions from `start`: at least up to max_records when available, never
- * stopping inside a transaction, except past max_transaction_records, where it stops loudly.
- */
-async function readBatch(
-  source: Source,
-  start: bigint,
-  state: SinkState,
-  config: SinkConfig,
-  log: Logger,
-  readUntil: number | null,
-  deadline: number | null,
-): Promise<Batch> {
-  const limit = BigInt(state.batchLimit ?? config.maxRecords);
-  const events: Event[] = [];
-  let open: Event[] = [];
-  let inTxn = state.inTransaction;
-  let startsInside = state.inTransaction;
-  let nextOffset = start;
-  let expected = start;
-  let partial = false;
-  for await (const rec of source.read(start)) {
-    if (rec.offset !== expected)
-      throw new SinkError(`source returned offset ${rec.offset} where ${expected} was expected`);
-    expected++;
-    if (deadline !== null && Date.now() >= deadline)
-      throw new DeadlineError(
-        `ran out of time reading offset ${rec.offset} (a source transaction did not finish in time)`,
-      );
-    const ev = decodeRecord(rec.offset, rec.value);
-    if (ev.kind === "begin") {
-      if (open.length > 0) {
-        if (startsInside && events.length === 0)
-          log.error(
-            "a source transaction this sink applied in part never committed; its first part stays applied",
-            {
-              from: open[0]?.offset,
-              to: rec.offset - 1n,
-            },
-          );
-        else
-          log.warn("dropping a source transaction that never committed (the inbound connector re-sends it)", {
-            from: open[0]?.offset,
-            to: rec.offset - 1n,
-          });
-      }
-      if (rec.offset === start) startsInside = false;
-      open = [ev];
-      inTxn = true;
-    } else {
-      if (!inTxn)
-        throw new RecordError(rec.offset, `${ev.kind} outside a source transaction (no begin before it)`);
-      open.push(ev);
-    }
-    if (ev.kind === "commit") {
-      for (const e of open) events.push(e);
-      open = [];
-      inTxn = false;
-      nextOffset = rec.offset + 1n;
-      if (nextOffset - start >= limit) break;
-      // Leave the rest of the time for applying what was read.
-      if (readUntil !== null && Date.now() >= readUntil) break;
-    } else if (open.length >= config.maxTransactionRecords) {
-      log.warn(
-        "source transaction exceeds max_transaction_records: applying it in parts; until it completes the target shows part of it",
-        { offset: rec.offset, max_transaction_records: config.maxTransactionRecords },
-      );
-      for (const e of open) events.push(e);
-      open = [];
-      nextOffset = rec.offset + 1n;
-      partial = true;
-      break;
-    }
-  }
-  return {
-    events,
-    nextOffset,
-    exceeded: nextOffset - start > limit,
-    partial,
-    startsInside: startsInside && events.length > 0 && events[0]?.kind !== "begin",
-  };
 }
 
 /**
@@ -338,6 +245,9 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       // After a run that fit in its time, a reduced batch grows back towards max_records.
       batchLimit:
         state.batchLimit === null || state.batchLimit * 2 >= config.maxRecords ? null : state.batchLimit * 2,
+      resumePosition: batch.resumePosition,
+      lastRecordSha256: batch.lastRecordSha256,
+      awaitedResends: batch.awaitedResends,
     };
     // Nothing consumed means nothing to record: the stored state already says where to resume.
     if (batch.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);

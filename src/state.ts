@@ -23,11 +23,27 @@ export interface SinkState {
   types: Map<number, { namespace: string; name: string }>;
   /** A smaller record limit a run fell back to after running out of time (null: the configured one). */
   batchLimit: number | null;
+  /** Byte position where nextOffset starts (file source), verified before it is used. */
+  resumePosition: bigint | null;
+  /** SHA-256 (hex) of the record at nextOffset - 1, checked on resume against what the source has. */
+  lastRecordSha256: string | null;
+  /**
+   * Dropped source transactions that never committed, by final LSN: each re-send must come before
+   * any transaction with a greater final LSN.
+   */
+  awaitedResends: AwaitedResend[];
   /**
    * Commit timestamp of the last applied source transaction, as the records carry it (microseconds
    * since 2000-01-01 UTC); null or absent when unknown.
    */
   lastCommitTime?: bigint | null;
+}
+
+export interface AwaitedResend {
+  finalLsn: bigint;
+  /** The offsets of the dropped part. */
+  from: bigint;
+  to: bigint;
 }
 
 /** How runs have gone lately: written after each run, for `status` and the metrics. */
@@ -62,6 +78,9 @@ export function emptyState(nextOffset = 0n): SinkState {
     relations: new Map(),
     types: new Map(),
     batchLimit: null,
+    resumePosition: null,
+    lastRecordSha256: null,
+    awaitedResends: [],
   };
 }
 
@@ -75,6 +94,9 @@ const ADDED_COLUMNS: [name: string, definition: string][] = [
   ["last_error", "text"],
   ["last_error_at", "timestamptz"],
   ["consecutive_failures", "integer NOT NULL DEFAULT 0"],
+  ["resume_position", "bigint"],
+  ["last_record_sha256", "text"],
+  ["awaited_resend", "jsonb"],
 ];
 
 /** The columns of the state table that exist (empty: no table). */
@@ -137,7 +159,8 @@ export async function loadState(
 ): Promise<SinkState | null> {
   const r = await client.query(
     `SELECT next_offset::text, last_commit_lsn::text, in_transaction, relations, types, batch_limit,
-            ${COMMIT_TIME_US} AS last_commit_time
+            ${COMMIT_TIME_US} AS last_commit_time,
+            resume_position::text, last_record_sha256, awaited_resend
        FROM ${qualified(schema, TABLE)} WHERE connector = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
     [key.connector, key.topic, key.partition],
   );
@@ -155,6 +178,11 @@ export async function loadState(
       ]),
     ),
     batchLimit: row.batch_limit,
+    resumePosition: row.resume_position === null ? null : BigInt(row.resume_position),
+    lastRecordSha256: row.last_record_sha256,
+    awaitedResends: ((row.awaited_resend ?? []) as { final_lsn: string; from: string; to: string }[]).map(
+      (a) => ({ finalLsn: BigInt(a.final_lsn), from: BigInt(a.from), to: BigInt(a.to) }),
+    ),
     lastCommitTime: row.last_commit_time === null ? null : BigInt(row.last_commit_time),
   };
 }
@@ -294,12 +322,15 @@ export async function saveState(
   const types = [...s.types.entries()].map(([id, t]) => ({ id, ...t }));
   await client.query(
     `INSERT INTO ${qualified(schema, TABLE)}
-       (connector, topic, partition, next_offset, last_commit_lsn, in_transaction, relations, types, batch_limit, updated_at)
-     VALUES ($1, $2, $3, $4::bigint, $5::numeric, $6, $7::jsonb, $8::jsonb, $9, now())
+       (connector, topic, partition, next_offset, last_commit_lsn, in_transaction, relations, types, batch_limit,
+        resume_position, last_record_sha256, awaited_resend, updated_at)
+     VALUES ($1, $2, $3, $4::bigint, $5::numeric, $6, $7::jsonb, $8::jsonb, $9, $10::bigint, $11, $12::jsonb, now())
      ON CONFLICT (connector, topic, partition) DO UPDATE SET
        next_offset = EXCLUDED.next_offset, last_commit_lsn = EXCLUDED.last_commit_lsn,
        in_transaction = EXCLUDED.in_transaction, relations = EXCLUDED.relations, types = EXCLUDED.types,
-       batch_limit = EXCLUDED.batch_limit, updated_at = now()`,
+       batch_limit = EXCLUDED.batch_limit, resume_position = EXCLUDED.resume_position,
+       last_record_sha256 = EXCLUDED.last_record_sha256, awaited_resend = EXCLUDED.awaited_resend,
+       updated_at = now()`,
     [
       key.connector,
       key.topic,
@@ -310,6 +341,18 @@ export async function saveState(
       JSON.stringify(relations),
       JSON.stringify(types),
       s.batchLimit,
+      s.resumePosition === null ? null : s.resumePosition.toString(),
+      s.lastRecordSha256,
+      s.awaitedResends.length === 0
+        ? null
+        : JSON.stringify(
+            // Strings: LSNs and offsets are 64-bit.
+            s.awaitedResends.map((a) => ({
+              final_lsn: a.finalLsn.toString(),
+              from: a.from.toString(),
+              to: a.to.toString(),
+            })),
+          ),
     ],
   );
 }

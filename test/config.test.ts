@@ -59,6 +59,19 @@ test("problems are all reported, naming the setting, never echoing the URL", () 
   );
 });
 
+test("fetch_max_bytes: 64 MiB by default, within what the client can send (an i32)", () => {
+  const env = { FLUVIO_PG_DATABASE_URL: "postgres://env/db" };
+  assert.equal(parseConnectorConfig(base, { env }).fetchMaxBytes, 64 * 1024 * 1024);
+  assert.equal(
+    parseConnectorConfig(`${base}parameters:\n  fetch_max_bytes: 5000000\n`, { env }).fetchMaxBytes,
+    5_000_000,
+  );
+  for (const bad of ["2147483648", "100", "-1"])
+    assert.throws(() => parseConnectorConfig(`${base}parameters:\n  fetch_max_bytes: ${bad}\n`, { env }), {
+      message: "config: parameters.fetch_max_bytes must be an integer >= 1024 and <= 2147483647",
+    });
+});
+
 test("redact removes passwords from URLs in messages", () => {
   assert.equal(redact("failed postgres://me:pa55@host/db now"), "failed postgres://me:***@host/db now");
 });

@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { crc32c, decodeBatches, encodeBatch, frame, Reader, Writer } from "./support/fluvio/codec.js";
+import { gunzipSync } from "node:zlib";
+import {
+  crc32c,
+  decodeBatches,
+  decodeBatchList,
+  encodeBatch,
+  frame,
+  Reader,
+  Writer,
+} from "./support/fluvio/codec.js";
 
 // The test cluster's codec against fixed bytes from the protocol's definition.
 
@@ -59,4 +68,48 @@ test("a batch has the documented layout and decodes back", () => {
       [null, "there"],
     ],
   );
+});
+
+test("a gzip batch: attributes say gzip, the records section is one gzip stream, and it decodes back", () => {
+  const records = [
+    { key: Buffer.alloc(0), value: Buffer.from("hi") },
+    { key: null, value: Buffer.from("x".repeat(5000)) },
+  ];
+  const batch = encodeBatch(3n, records, 0n, "gzip");
+  const r = new Reader(batch);
+  assert.equal(r.i64(), 3n);
+  assert.equal(r.i32(), batch.length - 12);
+  r.i32();
+  r.i8();
+  assert.equal(r.u32(), crc32c(batch.subarray(21)));
+  assert.equal(r.i16(), 1); // attributes: gzip
+  assert.equal(r.i32(), 1); // last offset delta
+  const section = batch.subarray(12 + 45);
+  assert.equal(section.subarray(0, 2).toString("hex"), "1f8b", "gzip magic");
+  // The uncompressed section is exactly what an uncompressed batch carries.
+  assert.deepEqual(gunzipSync(section), encodeBatch(3n, records).subarray(12 + 45));
+  assert.ok(batch.length < 200, "compressed");
+  const back = decodeBatchList(new Reader(batch), batch.length);
+  assert.deepEqual(
+    back.map((b) => b.map((x) => [x.key?.toString() ?? null, x.value.toString()])),
+    [
+      [
+        ["", "hi"],
+        [null, "x".repeat(5000)],
+      ],
+    ],
+  );
+});
+
+test("batches decode one by one, and an unsupported compression is refused", () => {
+  const a = encodeBatch(0n, [{ key: null, value: Buffer.from("a") }]);
+  const b = encodeBatch(1n, [{ key: null, value: Buffer.from("b") }], 0n, "gzip");
+  const both = Buffer.concat([a, b]);
+  assert.deepEqual(
+    decodeBatchList(new Reader(both), both.length).map((x) => x.map((y) => y.value.toString())),
+    [["a"], ["b"]],
+  );
+  const snappy = Buffer.from(a);
+  snappy.writeInt16BE(2, 21);
+  assert.throws(() => decodeBatches(new Reader(snappy), snappy.length), /compression 2 is not supported/);
 });

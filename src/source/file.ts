@@ -1,59 +1,203 @@
-import { createReadStream } from "node:fs";
-import { access } from "node:fs/promises";
-import { createInterface } from "node:readline";
-import { SinkError } from "../errors.js";
-import type { Source, SourceRecord } from "./source.js";
+import { type FileHandle, open } from "node:fs/promises";
+import { RecordError, SinkError } from "../errors.js";
+import type { ReadOptions, ResumeHint, Source, SourceRecord } from "./source.js";
 
 /**
  * A topic export: one record value a line, the line's index being its offset. Replays a topic for a
  * backfill, or feeds the sink without a cluster.
+ *
+ * Records end at LF only: a CR before the LF is dropped (CRLF files), a CR anywhere else is part of
+ * the value, so an offset always means the same line. A last line without its LF may still be being
+ * written: it is not a record until its LF arrives.
  */
+
+const CHUNK = 1 << 20;
+
+/** A CRLF line end leaves its CR at the end of the line; only there is it not part of the value. */
+function stripCr(line: string): string {
+  return line.charCodeAt(line.length - 1) === CR ? line.slice(0, -1) : line;
+}
+const LF = 0x0a;
+const CR = 0x0d;
+
 export class FileSource implements Source {
   readonly description: string;
+  /** The furthest point the last read scanned: offset `offset` starts at byte `position`. */
+  private scanned: { offset: bigint; position: bigint } | null = null;
+  private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-  constructor(private readonly path: string) {
+  /** `chunkBytes`: read size (tests use tiny ones to put lines across chunk boundaries). */
+  constructor(
+    private readonly path: string,
+    private readonly chunkBytes = CHUNK,
+  ) {
     this.description = `file ${path}`;
   }
 
-  async *read(from: bigint): AsyncIterable<SourceRecord> {
-    await this.check();
-    const lines = createInterface({
-      input: createReadStream(this.path, { encoding: "utf8" }),
-      crlfDelay: Infinity,
-    });
-    let offset = 0n;
+  private async openFile(): Promise<{ fh: FileHandle; size: bigint }> {
+    let fh: FileHandle;
     try {
-      for await (const line of lines) {
-        if (offset >= from) yield { offset, value: line };
-        offset++;
+      fh = await open(this.path, "r");
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? (e as Error).message;
+      throw new SinkError(`parameters.source: the topic export ${this.path} cannot be read (${code})`);
+    }
+    const st = await fh.stat({ bigint: true });
+    if (!st.isFile()) {
+      await fh.close();
+      throw new SinkError(
+        `parameters.source: ${this.path} is ${st.isDirectory() ? "a directory" : "not a regular file"}; it must name a topic export file`,
+      );
+    }
+    return { fh, size: st.size };
+  }
+
+  async *read(from: bigint, opts: ReadOptions = {}): AsyncIterable<SourceRecord[]> {
+    const { fh, size } = await this.openFile();
+    try {
+      let offset = 0n;
+      let pos = 0;
+      const seek = await this.seekable(fh, size, from, opts.hint);
+      if (seek) {
+        offset = seek.offset;
+        pos = Number(seek.position);
+      }
+      this.scanned = { offset, position: BigInt(pos) };
+      const total = Number(size);
+      const buf = Buffer.allocUnsafe(this.chunkBytes);
+      // The start of a line that runs past the chunk read so far, when it is a record to return.
+      let carry: Buffer[] = [];
+      while (pos < total) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(this.chunkBytes, total - pos), pos);
+        if (bytesRead === 0) break;
+        const chunk = buf.subarray(0, bytesRead);
+        const chunkStart = pos;
+        pos += bytesRead;
+        let lineStart = 0;
+        // Lines before `from`: counted, not decoded.
+        while (offset < from) {
+          const lf = chunk.indexOf(LF, lineStart);
+          if (lf === -1) break;
+          offset++;
+          lineStart = lf + 1;
+        }
+        this.scanned = { offset, position: BigInt(chunkStart + lineStart) };
+        if (offset < from) continue;
+        const ends: number[] = [];
+        for (let lf = chunk.indexOf(LF, lineStart); lf !== -1; lf = chunk.indexOf(LF, lf + 1)) ends.push(lf);
+        const records: SourceRecord[] = [];
+        let failed: RecordError | null = null;
+        let i = 0;
+        if (ends.length > 0 && carry.length > 0) {
+          const first = Buffer.concat([...carry, chunk.subarray(lineStart, ends[0])]);
+          const value = this.decode(first);
+          if (value === null) failed = this.invalid(offset);
+          else
+            records.push({
+              offset: offset++,
+              value: stripCr(value),
+              end: chunkStart + (ends[0] as number) + 1,
+            });
+          carry = [];
+          lineStart = (ends[0] as number) + 1;
+          i = 1;
+        }
+        if (!failed && i < ends.length) {
+          // All complete lines of the chunk in one decode; line by line only to find an invalid one.
+          const lastLf = ends[ends.length - 1] as number;
+          const text = this.decode(chunk.subarray(lineStart, lastLf));
+          const values = text === null ? null : text.split("\n");
+          for (; i < ends.length; i++) {
+            const lf = ends[i] as number;
+            const value = values
+              ? (values[i - (ends.length - values.length)] as string)
+              : this.decode(chunk.subarray(lineStart, lf));
+            if (value === null) {
+              failed = this.invalid(offset);
+              break;
+            }
+            records.push({ offset: offset++, value: stripCr(value), end: chunkStart + lf + 1 });
+            lineStart = lf + 1;
+          }
+        }
+        const last = records[records.length - 1];
+        if (last) this.scanned = { offset: last.offset + 1n, position: BigInt(last.end as number) };
+        if (records.length > 0) yield records;
+        if (failed) throw failed;
+        if (lineStart < chunk.length) carry.push(Buffer.from(chunk.subarray(lineStart)));
       }
     } finally {
-      lines.close();
+      await fh.close();
     }
   }
 
-  async endOffset(): Promise<bigint> {
-    await this.check();
-    let count = 0n;
-    let last = 0x0a;
-    for await (const chunk of createReadStream(this.path) as AsyncIterable<Buffer>) {
-      let i = chunk.indexOf(0x0a);
-      while (i !== -1) {
-        count++;
-        i = chunk.indexOf(0x0a, i + 1);
-      }
-      if (chunk.length > 0) last = chunk[chunk.length - 1] as number;
+  private decode(bytes: Uint8Array): string | null {
+    try {
+      return this.decoder.decode(bytes);
+    } catch {
+      return null;
     }
-    return last === 0x0a ? count : count + 1n;
+  }
+
+  private invalid(offset: bigint): RecordError {
+    return new RecordError(offset, `not valid UTF-8 (in ${this.path})`);
+  }
+
+  /**
+   * Where to start without scanning from the top: the stored position, when it still looks like the
+   * start of a line inside the file (the byte before it is LF); for `from` one before the hinted
+   * offset, the start of the line before it. null: scan from the top.
+   */
+  private async seekable(
+    fh: FileHandle,
+    size: bigint,
+    from: bigint,
+    hint: ResumeHint | undefined,
+  ): Promise<{ offset: bigint; position: bigint } | null> {
+    if (!hint || hint.position <= 0n || hint.position > size) return null;
+    if (from !== hint.offset && from !== hint.offset - 1n) return null;
+    const one = Buffer.alloc(1);
+    await fh.read(one, 0, 1, Number(hint.position - 1n));
+    if (one[0] !== LF) return null;
+    if (from === hint.offset) return hint;
+    // Back to the LF before the previous line (or the top): one record's bytes.
+    let end = hint.position - 1n;
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    while (end > 0n) {
+      const start = end > BigInt(buf.length) ? end - BigInt(buf.length) : 0n;
+      const n = Number(end - start);
+      await fh.read(buf, 0, n, Number(start));
+      const lf = buf.subarray(0, n).lastIndexOf(LF);
+      if (lf !== -1) {
+        if (from === 0n) return null;
+        return { offset: from, position: start + BigInt(lf + 1) };
+      }
+      end = start;
+    }
+    return from === 0n ? { offset: 0n, position: 0n } : null;
+  }
+
+  /** Complete lines in the file: counted on from where the last read stopped, not from the top. */
+  async endOffset(): Promise<bigint> {
+    const { fh, size } = await this.openFile();
+    try {
+      let { offset, position } = this.scanned ?? { offset: 0n, position: 0n };
+      if (position > size) ({ offset, position } = { offset: 0n, position: 0n });
+      const buf = Buffer.allocUnsafe(this.chunkBytes);
+      const most = BigInt(this.chunkBytes);
+      while (position < size) {
+        const want = Number(size - position < most ? size - position : most);
+        const { bytesRead } = await fh.read(buf, 0, want, Number(position));
+        if (bytesRead === 0) break;
+        const chunk = buf.subarray(0, bytesRead);
+        for (let i = chunk.indexOf(LF); i !== -1; i = chunk.indexOf(LF, i + 1)) offset++;
+        position += BigInt(bytesRead);
+      }
+      return offset;
+    } finally {
+      await fh.close();
+    }
   }
 
   async close(): Promise<void> {}
-
-  private async check(): Promise<void> {
-    try {
-      await access(this.path);
-    } catch {
-      throw new SinkError(`source file ${this.path} cannot be read`);
-    }
-  }
 }

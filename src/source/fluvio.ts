@@ -1,7 +1,7 @@
-import { asError, SinkError } from "../errors.js";
+import { asError, RecordError, SinkError } from "../errors.js";
 import { JsonNumber, type JsonValue, parseJsonLossless } from "../events/json.js";
 import type { Logger } from "../log.js";
-import type { Source, SourceRecord } from "./source.js";
+import type { ReadOptions, Source, SourceRecord } from "./source.js";
 
 /**
  * A bounded read of one Fluvio partition with the native @fluvio/client.
@@ -19,6 +19,12 @@ export interface FluvioSourceOptions {
   endpoint: string | null;
   connectTimeoutMs: number;
   readTimeoutMs: number;
+  /**
+   * The most bytes one fetch response may carry. A record batch larger than this is never delivered
+   * (the SPU cuts the response short and the client drops the incomplete batch), so it must exceed
+   * the largest batch in the topic.
+   */
+  fetchMaxBytes: number;
   /** When the stored offset is below the partition's start (retention removed records). */
   onLostRecords: "error" | "skip";
   log: Logger;
@@ -31,6 +37,13 @@ interface PartitionBounds {
 
 // biome-ignore lint/suspicious/noExplicitAny: the native client's typings do not match its runtime.
 type Native = any;
+
+interface NativeRecord {
+  value(): ArrayBuffer;
+}
+
+/** The real SPU's answer for a fetch below its log start (ErrorCode::OffsetEvicted). */
+const EVICTED = /Offset (\d+) is evicted\. The next available is (\d+)/;
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -46,6 +59,7 @@ export class FluvioSource implements Source {
   readonly description: string;
   private client: Native;
   private bounds: PartitionBounds | null = null;
+  private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   constructor(private readonly o: FluvioSourceOptions) {
     this.description = `fluvio ${o.endpoint ?? "profile"} topic ${o.topic} partition ${o.partition}`;
@@ -130,11 +144,7 @@ export class FluvioSource implements Source {
     this.bounds = b;
     if (from >= b.start) return from;
     const lost = b.start - from;
-    if (this.o.onLostRecords === "error")
-      throw new SinkError(
-        `${this.where()}: offsets ${from}..${b.start - 1n} (${lost} records) were removed by retention before this sink applied them; ` +
-          "the target is missing their changes. Set parameters.on_lost_records: skip to continue after them.",
-      );
+    if (this.o.onLostRecords === "error") throw new SinkError(this.lostMessage(from, b.start - 1n));
     this.o.log.error(
       "records were removed by retention before this sink applied them; continuing after them",
       {
@@ -146,7 +156,40 @@ export class FluvioSource implements Source {
     return b.start;
   }
 
-  async *read(start: bigint): AsyncIterable<SourceRecord> {
+  retains(offset: bigint): boolean {
+    return this.bounds === null || offset >= this.bounds.start;
+  }
+
+  private lostMessage(from: bigint, to: bigint): string {
+    return (
+      `${this.where()}: offsets ${from}..${to} (${to - from + 1n} records) were removed by retention before this sink applied them; ` +
+      "the target is missing their changes. Set parameters.on_lost_records: skip to continue after them."
+    );
+  }
+
+  /** A stream from `index` records after the SPU's log start ('beginning') or before its end. */
+  private async openStream(index: number, from: "beginning" | "end" = "beginning"): Promise<Native> {
+    const ms = this.o.readTimeoutMs;
+    const consumer = await withTimeout(
+      Promise.resolve(this.client.partitionConsumer(this.o.topic, this.o.partition)),
+      ms,
+      () => `opening a consumer on ${this.where()}`,
+    );
+    // smartmoduleType is required by the binding and unused without a SmartModule; the config is the
+    // only way to set the fetch size (the default, 1 MB, never delivers a larger batch).
+    return withTimeout(
+      Promise.resolve(
+        consumer.streamWithConfig(
+          { index, from },
+          { smartmoduleType: "filter", maxBytes: this.o.fetchMaxBytes },
+        ),
+      ),
+      ms,
+      () => `opening a stream on ${this.where()}`,
+    );
+  }
+
+  async *read(start: bigint, opts: ReadOptions = {}): AsyncIterable<SourceRecord[]> {
     const b = this.bounds ?? (await this.partitionBounds());
     this.bounds = b;
     if (start < b.start)
@@ -158,34 +201,93 @@ export class FluvioSource implements Source {
     if (start === b.end) return;
     if (start - b.start > 0xffffffffn)
       throw new SinkError(`${this.where()}: offsets more than 2^32 past the log start are not supported`);
-    const client = this.client;
     const ms = this.o.readTimeoutMs;
-    const consumer = await withTimeout(
-      Promise.resolve(client.partitionConsumer(this.o.topic, this.o.partition)),
-      ms,
-      () => `opening a consumer on ${this.where()}`,
-    );
-    // The only absolute position this client can express: n records after the log start.
-    const stream = await withTimeout(
-      Promise.resolve(consumer.createStream({ index: Number(start - b.start), from: "beginning" })),
-      ms,
-      () => `opening a stream on ${this.where()}`,
-    );
+    // The only absolute position this client can express: n records after the log start. The SPU's
+    // log start can be ahead of the listing's; the caller's fingerprint check catches that.
+    let stream = await this.openStream(Number(start - b.start));
+    let lost: SourceRecord["lost"];
     for (let offset = start; offset < b.end; offset++) {
-      let r: { done: boolean; value?: { valueString(): string } };
+      let r: { done: boolean; value?: NativeRecord };
       try {
         r = await withTimeout(
           Promise.resolve(stream.next()),
           ms,
-          () => `reading offset ${offset} from ${this.where()}`,
+          () =>
+            `reading offset ${offset} from ${this.where()}: no record within ${ms} ms ` +
+            `(a record batch larger than parameters.fetch_max_bytes, ${this.o.fetchMaxBytes}, is never delivered` +
+            // A stream placed past the SPU's end waits for records that will not come.
+            `${offset === start ? "; nor is anything when the partition listing's log start lags the SPU's" : ""})`,
         );
       } catch (e) {
-        throw new SinkError(`reading offset ${offset} from ${this.where()} failed: ${asError(e).message}`);
+        const msg = asError(e).message;
+        const evicted = EVICTED.exec(msg);
+        if (!evicted) throw new SinkError(`reading offset ${offset} from ${this.where()} failed: ${msg}`);
+        // The SPU removed records since the listing: the same choice as for the listing's log start.
+        const next = BigInt(evicted[2] as string);
+        if (next <= offset)
+          throw new SinkError(`reading offset ${offset} from ${this.where()} failed: ${msg}`);
+        if (this.o.onLostRecords === "error") throw new SinkError(this.lostMessage(offset, next - 1n));
+        this.o.log.error(
+          "records were removed by retention before this sink applied them; continuing after them",
+          { from: offset, to: next - 1n, lost: next - offset },
+        );
+        lost = { from: offset, count: next - offset };
+        this.bounds = { start: next, end: b.end };
+        if (next >= b.end) return;
+        // Index 0: the first record the SPU has, which its error just named.
+        stream = await this.openStream(0);
+        offset = next - 1n;
+        continue;
       }
       if (r.done || !r.value)
         throw new SinkError(`${this.where()}: the stream ended at offset ${offset}, before the end ${b.end}`);
-      yield { offset, value: r.value.valueString() };
+      let value: string;
+      try {
+        value = this.decoder.decode(r.value.value());
+      } catch {
+        throw new RecordError(offset, `not valid UTF-8 (in ${this.where()})`);
+      }
+      if (opts.unverified) {
+        await this.checkPosition(offset, r.value.value(), b.end);
+        opts = { ...opts, unverified: false };
+      }
+      // One at a time: the client hands over one record per call.
+      yield [lost ? { offset, value, lost } : { offset, value }];
+      lost = undefined;
     }
+  }
+
+  /** The first record of a stream placed `back` records before the SPU's end. */
+  private async probe(back: bigint, offset: bigint): Promise<Buffer | null> {
+    const stream = await this.openStream(Number(back), "end");
+    const r: { done: boolean; value?: NativeRecord } = await withTimeout(
+      Promise.resolve(stream.next()),
+      this.o.readTimeoutMs,
+      () => `checking the position of offset ${offset} on ${this.where()}`,
+    );
+    return r.value ? Buffer.from(r.value.value()) : null;
+  }
+
+  /**
+   * The stream was placed by the listing's log start, which can lag the SPU's (a quiet topic after
+   * retention): then every record would carry the wrong offset. A second read placed by the end (the
+   * high watermark, exact on a quiet topic) must find the same record. Where the SPU has evicted the
+   * offset, both reads are clamped to its log start and agree; only at the listing's log start can
+   * that hide, so there a read one record later must find a different one. Used only when there is
+   * no fingerprint to check (a sink's first run), as it costs extra streams.
+   */
+  private async checkPosition(offset: bigint, bytes: ArrayBuffer, end: bigint): Promise<void> {
+    const first = await this.probe(end - offset, offset);
+    let ok = first?.equals(Buffer.from(bytes)) ?? false;
+    if (ok && offset === this.bounds?.start && offset + 1n < end)
+      ok = !(await this.probe(end - offset - 1n, offset))?.equals(first as Buffer);
+    if (!ok)
+      throw new SinkError(
+        `${this.where()}: cannot place offset ${offset}: counted from the log start the partition listing ` +
+          `reports (${this.bounds?.start}) and from its end (${end}) it is not the same record, so the ` +
+          "listing lags the SPU (after retention, or while records are being written). Applied nothing; " +
+          "a later run retries.",
+      );
   }
 
   /** The high watermark read for this run (or now, if nothing was read). */

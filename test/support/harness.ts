@@ -59,6 +59,7 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
     missingRows: "skip",
     connectTimeoutMs: DEFAULTS.connectTimeoutMs,
     readTimeoutMs: DEFAULTS.readTimeoutMs,
+    fetchMaxBytes: DEFAULTS.fetchMaxBytes,
     onLostRecords: DEFAULTS.onLostRecords,
     ...o,
   });

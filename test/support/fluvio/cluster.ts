@@ -1,7 +1,8 @@
 import { createServer, type Server, type Socket } from "node:net";
 import {
+  type CompressionName,
   DecodeError,
-  decodeBatches,
+  decodeBatchList,
   encodeBatch,
   frame,
   Reader,
@@ -33,14 +34,20 @@ const Api = {
 } as const;
 
 interface Partition {
-  /** Offset of records[0]. */
+  /** Offset of records[0]: the SPU's log start. */
   logStart: bigint;
+  /** The log start the SC's partition listing reports, when it lags the SPU's (null: the same). */
+  listedLogStart: bigint | null;
   records: StoredRecord[];
+  /** Base offsets of the stored batches, ascending: the SPU serves whole batches. */
+  batchBases: bigint[];
 }
 
 interface Topic {
   name: string;
   partitions: Partition[];
+  /** How the SPU stores (and serves) its batches. */
+  compression: CompressionName;
 }
 
 interface Request {
@@ -59,6 +66,10 @@ interface FetchSession {
   partition: number;
   /** Next offset to push. */
   next: bigint;
+  /** The client's max_bytes: a response carries at most this many bytes of batches. */
+  maxBytes: number;
+  /** dropStreamsAfter hit: nothing more is sent before the connection closes. */
+  closing?: boolean;
 }
 
 type Kind = "SPU" | "Partition" | "Topic";
@@ -85,6 +96,13 @@ export class FluvioTestCluster {
   dropStreamsAfter: number | null = null;
   /** Requests seen, by API key, for tests that look at what the client did. */
   readonly seen: { server: "sc" | "spu"; apiKey: number; version: number }[] = [];
+  /** max_bytes of each stream fetch request, for tests of the client's fetch size. */
+  readonly fetchMaxBytes: number[] = [];
+  /**
+   * When set, retention moves the SPU's log start to this offset right after it answers a
+   * FetchOffsets request: the client's resolved start is then evicted when its stream fetch arrives.
+   */
+  evictAfterFetchOffsets: bigint | null = null;
 
   constructor(opts: ClusterOptions = {}) {
     this.silent = opts.silent ?? false;
@@ -105,11 +123,12 @@ export class FluvioTestCluster {
 
   // ---- test API ------------------------------------------------------------------------------
 
-  createTopic(name: string, partitions = 1): void {
+  createTopic(name: string, partitions = 1, opts: { compression?: CompressionName } = {}): void {
     if (this.topics.has(name)) throw new Error(`topic ${name} exists`);
     this.topics.set(name, {
       name,
-      partitions: Array.from({ length: partitions }, () => ({ logStart: 0n, records: [] })),
+      partitions: Array.from({ length: partitions }, () => emptyPartition()),
+      compression: opts.compression ?? "none",
     });
     this.broadcast("Topic");
     this.broadcast("Partition");
@@ -123,14 +142,23 @@ export class FluvioTestCluster {
     this.broadcast("Partition", { deleted: t.partitions.map((_, i) => `${name}-${i}`) });
   }
 
-  /** Appends records as a producer would; returns the first offset. */
+  /** Appends records as one batch, as a producer would; returns the first offset. */
   append(topic: string, partition: number, values: (string | Buffer)[]): bigint {
     const p = this.partition(topic, partition);
     const base = p.logStart + BigInt(p.records.length);
+    if (values.length === 0) return base;
+    p.batchBases.push(base);
     for (const v of values)
       p.records.push({ key: Buffer.alloc(0), value: typeof v === "string" ? Buffer.from(v) : v });
     this.pump();
     return base;
+  }
+
+  /** Stores everything in the partition again as batches of `size` records (the last may be shorter). */
+  rebatch(topic: string, partition: number, size: number): void {
+    const p = this.partition(topic, partition);
+    p.batchBases = [];
+    for (let i = 0; i < p.records.length; i += size) p.batchBases.push(p.logStart + BigInt(i));
   }
 
   /** The values stored in a partition, from its log start. */
@@ -143,12 +171,21 @@ export class FluvioTestCluster {
     return p.logStart + BigInt(p.records.length);
   }
 
-  /** Drops records below `offset`, as retention would. */
-  setLogStart(topic: string, partition: number, offset: bigint): void {
+  /**
+   * Drops records below `offset`, as retention would. With staleListing the SC's partition listing
+   * keeps reporting the old log start, as a real SC does for a quiet topic until the SPU reports again.
+   */
+  setLogStart(topic: string, partition: number, offset: bigint, opts: { staleListing?: boolean } = {}): void {
     const p = this.partition(topic, partition);
     const drop = Number(offset - p.logStart);
+    if (opts.staleListing) p.listedLogStart ??= p.logStart;
+    else p.listedLogStart = null;
     p.records = p.records.slice(drop);
     p.logStart = offset;
+    // Retention removes whole segments; a batch cut here starts at the new log start.
+    const kept = p.batchBases.filter((b) => b >= offset);
+    if (p.records.length > 0 && kept[0] !== offset) kept.unshift(offset);
+    p.batchBases = kept;
   }
 
   /** Closes every client connection (to the SPU, or all). */
@@ -311,7 +348,7 @@ export class FluvioTestCluster {
     w.vec([] as number[], () => {});
     w.i64(p.records.reduce((n, r) => n + r.value.length, 0));
     w.bool(false);
-    w.i64(p.logStart);
+    w.i64(p.listedLogStart ?? p.logStart);
   }
 
   private topicMeta(w: Writer, topic: Topic): void {
@@ -346,11 +383,15 @@ export class FluvioTestCluster {
       // An empty `all` is ignored by the client: deletions travel as DELETE changes.
       w.vec(deleted, (w, name) => {
         w.u8(1);
-        if (kind === "Topic") this.topicMeta(w, { name, partitions: [] });
+        if (kind === "Topic") this.topicMeta(w, { name, partitions: [], compression: "none" });
         else
           this.partitionMeta(
             w,
-            { name: name.slice(0, name.lastIndexOf("-")), partitions: [{ logStart: 0n, records: [] }] },
+            {
+              name: name.slice(0, name.lastIndexOf("-")),
+              partitions: [emptyPartition()],
+              compression: "none",
+            },
             0,
           );
       });
@@ -444,11 +485,15 @@ export class FluvioTestCluster {
       const parts = r.vec((r) => {
         const index = r.u32();
         const len = r.i32();
-        const records = decodeBatches(r, r.pos + len);
+        const batches = decodeBatchList(r, r.pos + len);
         const p = this.topics.get(name)?.partitions[index];
         if (!p) return { index, code: 3001, base: -1n };
         const base = p.logStart + BigInt(p.records.length);
-        p.records.push(...records);
+        for (const b of batches) {
+          if (b.length === 0) continue;
+          p.batchBases.push(p.logStart + BigInt(p.records.length));
+          p.records.push(...b);
+        }
         return { index, code: 0, base };
       });
       return { name, parts };
@@ -478,12 +523,19 @@ export class FluvioTestCluster {
       }),
     );
     this.send(socket, req.correlationId, w.build());
+    if (this.evictAfterFetchOffsets !== null) {
+      const to = this.evictAfterFetchOffsets;
+      this.evictAfterFetchOffsets = null;
+      for (const t of topics) for (const i of t.partitions) this.setLogStart(t.name, i, to);
+    }
   }
 
   private streamFetch(socket: Socket, req: Request): void {
     const topic = req.body.string();
     const partition = req.body.u32();
     const offset = req.body.i64();
+    const maxBytes = req.body.i32();
+    this.fetchMaxBytes.push(maxBytes);
     const session: FetchSession = {
       socket,
       correlationId: req.correlationId,
@@ -491,6 +543,7 @@ export class FluvioTestCluster {
       topic,
       partition,
       next: offset,
+      maxBytes,
     };
     this.sessions.push(session);
     this.pushTo(session, true);
@@ -500,24 +553,55 @@ export class FluvioTestCluster {
     const offsets = req.body.vec((r) => ({ offset: r.i64(), session: r.u32() }));
     const w = new Writer().vec(offsets, (w, o) => w.u32(o.session).i16(0));
     this.send(socket, req.correlationId, w.build());
+    // The real SPU sends more once the consumer reports what it took (flow control by max_bytes).
+    for (const o of offsets)
+      for (const s of this.sessions)
+        if (s.socket === socket && s.streamId === o.session) this.pushTo(s, false);
   }
 
   private pump(): void {
     for (const s of this.sessions) this.pushTo(s, false);
   }
 
-  /** Sends a session the records it has not seen yet (or, first time, an empty response if none). */
+  /**
+   * Sends a session the records it has not seen yet (or, first time, an empty response if none), as
+   * the real SPU does: whole stored batches from the one holding the next offset (so the first may
+   * start before it), cut at the session's max_bytes even inside a batch, which the client then drops.
+   * An offset below the log start gets the SPU's OffsetEvicted error.
+   */
   private pushTo(s: FetchSession, first: boolean): void {
-    const p = this.topics.get(s.topic)?.partitions[s.partition];
-    if (!p) return;
+    const t = this.topics.get(s.topic);
+    const p = t?.partitions[s.partition];
+    if (!t || !p || s.closing) return;
     const hw = p.logStart + BigInt(p.records.length);
-    // biome-ignore lint/complexity/useMathMinMax: bigints.
-    const from = s.next < p.logStart ? p.logStart : s.next;
-    if (from >= hw && !first) return;
-    let recs = p.records.slice(Number(from - p.logStart));
-    const drop = this.dropStreamsAfter !== null && recs.length > this.dropStreamsAfter;
-    if (drop) recs = recs.slice(0, this.dropStreamsAfter ?? 0);
-    const batch = recs.length > 0 ? encodeBatch(from, recs) : Buffer.alloc(0);
+    if (s.next < p.logStart) {
+      this.sendEvicted(s, p, hw);
+      return;
+    }
+    if (s.next >= hw && !first) return;
+    let end = hw;
+    const drop = this.dropStreamsAfter !== null && hw - s.next > BigInt(this.dropStreamsAfter);
+    if (drop) end = s.next + BigInt(this.dropStreamsAfter ?? 0);
+    let i = p.batchBases.length - 1;
+    while (i > 0 && (p.batchBases[i] as bigint) > s.next) i--;
+    const pieces: { bytes: Buffer; end: bigint }[] = [];
+    for (; i < p.batchBases.length && s.next < end; i++) {
+      const base = p.batchBases[i] as bigint;
+      if (base >= end) break;
+      const next = p.batchBases[i + 1] ?? hw;
+      const stop = next < end ? next : end;
+      const recs = p.records.slice(Number(base - p.logStart), Number(stop - p.logStart));
+      pieces.push({ bytes: encodeBatch(base, recs, 0n, t.compression), end: stop });
+    }
+    let size = 0;
+    let delivered = s.next;
+    for (const piece of pieces) {
+      if (size + piece.bytes.length > s.maxBytes) break;
+      size += piece.bytes.length;
+      delivered = piece.end;
+    }
+    let batch = Buffer.concat(pieces.map((x) => x.bytes));
+    if (batch.length > s.maxBytes) batch = batch.subarray(0, s.maxBytes);
     const w = new Writer()
       .string(s.topic)
       .u32(s.streamId)
@@ -529,10 +613,36 @@ export class FluvioTestCluster {
       .bool(false)
       .i32(batch.length)
       .bytes(batch);
-    s.next = from + BigInt(recs.length);
-    if (recs.length > 0 || first) this.send(s.socket, s.correlationId, w.build());
-    if (drop) setTimeout(() => s.socket.destroy(), 50);
+    s.next = delivered;
+    if (batch.length > 0 || first) this.send(s.socket, s.correlationId, w.build());
+    if (drop) {
+      s.closing = true;
+      setTimeout(() => s.socket.destroy(), 50);
+    }
   }
+
+  /** ErrorCode::OffsetEvicted (tag 71) with the offset asked for and the next available; the stream ends. */
+  private sendEvicted(s: FetchSession, p: Partition, hw: bigint): void {
+    const w = new Writer()
+      .string(s.topic)
+      .u32(s.streamId)
+      .u32(s.partition)
+      .i16(71)
+      .i64(s.next)
+      .i64(p.logStart)
+      .i64(hw)
+      .i64(0n)
+      .i64(p.logStart)
+      .bool(false)
+      .i32(0);
+    this.send(s.socket, s.correlationId, w.build());
+    const i = this.sessions.indexOf(s);
+    if (i !== -1) this.sessions.splice(i, 1);
+  }
+}
+
+function emptyPartition(): Partition {
+  return { logStart: 0n, listedLogStart: null, records: [], batchBases: [] };
 }
 
 function listen(server: Server): Promise<number> {

@@ -1,3 +1,5 @@
+import { gunzipSync, gzipSync } from "node:zlib";
+
 /**
  * fluvio-protocol encoding, as much as the test cluster needs: big-endian integers, u16-length
  * strings, u32-count vectors, bool-tagged options, zigzag varints, record batches with CRC-32C.
@@ -197,8 +199,20 @@ export interface StoredRecord {
   value: Buffer;
 }
 
-/** One batch holding `records`, the first at absolute offset `baseOffset`. */
-export function encodeBatch(baseOffset: bigint, records: StoredRecord[], timestamp = 0n): Buffer {
+/** Compression codes of a batch's attributes (bits 0-2). */
+export const Compression = { none: 0, gzip: 1 } as const;
+export type CompressionName = keyof typeof Compression;
+
+/**
+ * One batch holding `records`, the first at absolute offset `baseOffset`; with gzip the records
+ * section (count and records) is compressed as a whole, as Fluvio's producer does.
+ */
+export function encodeBatch(
+  baseOffset: bigint,
+  records: StoredRecord[],
+  timestamp = 0n,
+  compression: CompressionName = "none",
+): Buffer {
   const recs = new Writer().u32(records.length);
   records.forEach((r, i) => {
     const body = new Writer().i8(0).varint(0).varint(i);
@@ -208,9 +222,10 @@ export function encodeBatch(baseOffset: bigint, records: StoredRecord[], timesta
     const b = body.build();
     recs.varint(b.length).bytes(b);
   });
-  const recBytes = recs.build();
+  const plain = recs.build();
+  const recBytes = compression === "gzip" ? gzipSync(plain) : plain;
   const afterCrc = new Writer()
-    .i16(0)
+    .i16(Compression[compression])
     .i32(records.length - 1)
     .i64(timestamp)
     .i64(timestamp)
@@ -229,10 +244,17 @@ export function encodeBatch(baseOffset: bigint, records: StoredRecord[], timesta
     .build();
 }
 
-/** Decodes the batches of a RecordSet body (after its i32 length); uncompressed batches only. */
+/** Decodes the batches of a RecordSet body (after its i32 length); uncompressed or gzip. */
 export function decodeBatches(r: Reader, end: number): StoredRecord[] {
-  const out: StoredRecord[] = [];
+  return decodeBatchList(r, end).flat();
+}
+
+/** The same, batch by batch. */
+export function decodeBatchList(r: Reader, end: number): StoredRecord[][] {
+  const batches: StoredRecord[][] = [];
   while (r.pos < end) {
+    const out: StoredRecord[] = [];
+    batches.push(out);
     r.i64(); // base offset: the server assigns it
     const len = r.i32();
     const batchEnd = r.pos + len;
@@ -240,8 +262,9 @@ export function decodeBatches(r: Reader, end: number): StoredRecord[] {
     r.i8();
     r.u32();
     const attributes = r.i16();
-    if ((attributes & 0x7) !== 0)
-      throw new DecodeError(`compressed batches are not supported (attributes ${attributes})`);
+    const codec = attributes & 0x7;
+    if (codec !== Compression.none && codec !== Compression.gzip)
+      throw new DecodeError(`compression ${codec} is not supported (attributes ${attributes})`);
     r.i32();
     r.i64();
     r.i64();
@@ -249,21 +272,28 @@ export function decodeBatches(r: Reader, end: number): StoredRecord[] {
     r.i16();
     r.i32();
     if (attributes & 0x10) r.u32();
-    const n = r.i32();
-    for (let i = 0; i < n; i++) {
-      const recLen = r.varint();
-      const recEnd = r.pos + recLen;
-      r.i8();
-      r.varint();
-      r.varint();
-      const key = r.bool() ? Buffer.from(r.bytes(r.varint())) : null;
-      const value = Buffer.from(r.bytes(r.varint()));
-      r.pos = recEnd;
-      out.push({ key, value });
-    }
+    if (codec === Compression.gzip) {
+      const inner = new Reader(gunzipSync(r.bytes(batchEnd - r.pos)));
+      readRecords(inner, out);
+    } else readRecords(r, out);
     r.pos = batchEnd;
   }
-  return out;
+  return batches;
+}
+
+function readRecords(r: Reader, out: StoredRecord[]): void {
+  const n = r.i32();
+  for (let i = 0; i < n; i++) {
+    const recLen = r.varint();
+    const recEnd = r.pos + recLen;
+    r.i8();
+    r.varint();
+    r.varint();
+    const key = r.bool() ? Buffer.from(r.bytes(r.varint())) : null;
+    const value = Buffer.from(r.bytes(r.varint()));
+    r.pos = recEnd;
+    out.push({ key, value });
+  }
 }
 
 /** Frames a message: i32 size, then the payload. */

@@ -1,0 +1,210 @@
+import { createHash } from "node:crypto";
+import type { SinkConfig } from "./config.js";
+import { DeadlineError, RecordError, SinkError } from "./errors.js";
+import { decodeRecord } from "./events/decode.js";
+import type { BeginEvent, Event } from "./events/types.js";
+import type { Logger } from "./log.js";
+import type { Source } from "./source/source.js";
+import type { AwaitedResend, SinkState } from "./state.js";
+
+export interface Batch {
+  events: Event[];
+  nextOffset: bigint;
+  exceeded: boolean;
+  partial: boolean;
+  startsInside: boolean;
+  /** Where nextOffset starts in the source's bytes (file source), or null. */
+  resumePosition: bigint | null;
+  /** Fingerprint of the record at nextOffset - 1, or null when none was read. */
+  lastRecordSha256: string | null;
+  /** Dropped partial transactions whose re-sends are still awaited at nextOffset, by final LSN. */
+  awaitedResends: AwaitedResend[];
+}
+
+export function recordSha256(value: string): string {
+  return createHash("sha256").update(value, "utf8").digest("hex");
+}
+
+/** An LSN the way PostgreSQL prints it (X/Y, hexadecimal). */
+export function lsnText(lsn: bigint): string {
+  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
+}
+
+/**
+ * Reads whole source transactions from `start`: at least up to max_records when available, never
+ * stopping inside a transaction, except past max_transaction_records, where it stops loudly.
+ *
+ * On a resume it first re-reads the record before `start` and checks it is the one applied last, so a
+ * source whose offsets moved (log start shifted, topic recreated, file replaced) fails instead of
+ * applying records under the wrong offsets.
+ */
+export async function readBatch(
+  source: Source,
+  start: bigint,
+  state: SinkState,
+  config: SinkConfig,
+  log: Logger,
+  readUntil: number | null,
+  deadline: number | null,
+): Promise<Batch> {
+  const limit = BigInt(state.batchLimit ?? config.maxRecords);
+  const resuming = start === state.nextOffset;
+  const verify =
+    resuming &&
+    start > 0n &&
+    state.lastRecordSha256 !== null &&
+    (source.retains ? source.retains(start - 1n) : true);
+  const from = verify ? start - 1n : start;
+  const hint =
+    resuming && state.resumePosition !== null ? { offset: start, position: state.resumePosition } : undefined;
+
+  const events: Event[] = [];
+  let open: Event[] = [];
+  let inTxn = state.inTransaction;
+  let startsInside = state.inTransaction;
+  let nextOffset = start;
+  let resumePosition = resuming ? state.resumePosition : null;
+  let lastRecordSha256 = resuming ? state.lastRecordSha256 : null;
+  let awaited = state.awaitedResends;
+  let awaitedAtNext = awaited;
+  let lastCommitLsn = state.lastCommitLsn;
+  let expected = from;
+  let checked = !verify;
+  let partial = false;
+  reading: for await (const run of source.read(from, { hint, unverified: !verify }))
+    for (const rec of run) {
+      if (rec.lost) {
+        // The source skipped records it no longer has: nothing before them can be verified or continued.
+        checked = true;
+        inTxn = false;
+        startsInside = false;
+        open = [];
+        expected = rec.offset;
+        if (events.length === 0) {
+          nextOffset = rec.offset;
+          resumePosition = null;
+          lastRecordSha256 = null;
+        }
+      }
+      if (rec.offset !== expected)
+        throw new SinkError(
+          `${source.description}: returned offset ${rec.offset} where ${expected} was expected`,
+        );
+      expected++;
+      if (!checked) {
+        checked = true;
+        if (recordSha256(rec.value) !== state.lastRecordSha256)
+          throw new SinkError(
+            `${source.description}: the record at offset ${rec.offset} is not the one this sink applied there ` +
+              "(its fingerprint differs), so the offsets no longer mean what they meant: records were removed " +
+              "at the log start (or the partition listing lags the log start), the topic was recreated, or the " +
+              "file was replaced. Applied nothing. Restore the source, or reset this connector's row in the " +
+              `state table (${config.stateSchema}.state) to the offset where the sink must continue.`,
+          );
+        continue;
+      }
+      if (deadline !== null && Date.now() >= deadline)
+        throw new DeadlineError(
+          `ran out of time reading offset ${rec.offset} (a source transaction did not finish in time)`,
+        );
+      const ev = decodeRecord(rec.offset, rec.value);
+      if (ev.kind === "begin") {
+        if (open.length > 0) {
+          const dropped = open[0] as Event;
+          if (startsInside && events.length === 0)
+            log.error(
+              "a source transaction this sink applied in part never committed; its first part stays applied",
+              { from: dropped.offset, to: rec.offset - 1n },
+            );
+          else if (dropped.kind === "begin" && (lastCommitLsn === null || dropped.finalLsn > lastCommitLsn)) {
+            // The inbound connector acknowledges WAL before Fluvio stores it, so a re-send is not
+            // guaranteed: it must come before anything later, or the gap is reported.
+            awaited = [
+              ...awaited.filter((a) => a.finalLsn !== dropped.finalLsn),
+              { finalLsn: dropped.finalLsn, from: dropped.offset, to: rec.offset - 1n },
+            ].sort((a, b) => (a.finalLsn < b.finalLsn ? -1 : a.finalLsn > b.finalLsn ? 1 : 0));
+            log.warn("dropping a source transaction that never committed; its re-send must follow", {
+              from: dropped.offset,
+              to: rec.offset - 1n,
+              final_lsn: lsnText(dropped.finalLsn),
+            });
+          } else
+            log.warn("dropping a source transaction that never committed (applied before)", {
+              from: dropped.offset,
+              to: rec.offset - 1n,
+            });
+        }
+        if (awaited.length > 0) awaited = checkResend(awaited, ev, log);
+        if (rec.offset === start) startsInside = false;
+        open = [ev];
+        inTxn = true;
+      } else {
+        if (!inTxn)
+          throw new RecordError(rec.offset, `${ev.kind} outside a source transaction (no begin before it)`);
+        open.push(ev);
+      }
+      if (ev.kind === "commit") {
+        for (const e of open) events.push(e);
+        open = [];
+        inTxn = false;
+        if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
+        nextOffset = rec.offset + 1n;
+        resumePosition = rec.end === undefined ? null : BigInt(rec.end);
+        lastRecordSha256 = recordSha256(rec.value);
+        awaitedAtNext = awaited;
+        if (nextOffset - start >= limit) break reading;
+        // Leave the rest of the time for applying what was read.
+        if (readUntil !== null && Date.now() >= readUntil) break reading;
+      } else if (open.length >= config.maxTransactionRecords) {
+        log.warn(
+          "source transaction exceeds max_transaction_records: applying it in parts; until it completes the target shows part of it",
+          { offset: rec.offset, max_transaction_records: config.maxTransactionRecords },
+        );
+        for (const e of open) events.push(e);
+        open = [];
+        nextOffset = rec.offset + 1n;
+        resumePosition = rec.end === undefined ? null : BigInt(rec.end);
+        lastRecordSha256 = recordSha256(rec.value);
+        awaitedAtNext = awaited;
+        partial = true;
+        break reading;
+      }
+    }
+  if (!checked)
+    throw new SinkError(
+      `${source.description}: the record at offset ${start - 1n}, applied last by this sink, is gone (the source ends before it); ` +
+        "was the topic recreated or the file truncated? Applied nothing.",
+    );
+  return {
+    events,
+    nextOffset,
+    exceeded: nextOffset - start > limit,
+    partial,
+    startsInside: startsInside && events.length > 0 && events[0]?.kind !== "begin",
+    resumePosition,
+    lastRecordSha256,
+    awaitedResends: awaitedAtNext,
+  };
+}
+
+/**
+ * Re-sends come in LSN order, so a transaction later than an awaited re-send means the dropped one
+ * will never come back. Returns what is still awaited.
+ */
+function checkResend(awaitedList: AwaitedResend[], begin: BeginEvent, log: Logger): AwaitedResend[] {
+  const awaited = awaitedList[0] as AwaitedResend;
+  if (begin.finalLsn === awaited.finalLsn) {
+    log.info("the dropped source transaction was re-sent", {
+      offset: begin.offset,
+      final_lsn: lsnText(begin.finalLsn),
+    });
+    return awaitedList.slice(1);
+  }
+  if (begin.finalLsn < awaited.finalLsn) return awaitedList;
+  throw new SinkError(
+    `records were lost upstream: the source transaction at offsets ${awaited.from}..${awaited.to} ` +
+      `(final_lsn ${lsnText(awaited.finalLsn)}) never committed and was not re-sent before the transaction ` +
+      `at offset ${begin.offset} (final_lsn ${lsnText(begin.finalLsn)}); the target would miss its changes. ` +
+      "This run applied nothing. Re-send it from the source (or resynchronise the tables it touched) before going on.",
+  );
+}
