@@ -93,7 +93,6 @@ test("fast and general decoders agree on every record of real captured streams",
   // The fast path answers every begin, commit, insert, update and delete but those holding a "char"
   // (its text form is the general decoder's); relation, type and truncate are the general decoder's.
   const withChar = (t: string) => lines.filter((l) => messageType(l) === t && l.includes('{"Char":')).length;
-  assert.equal(withChar("insert") + withChar("update"), 5);
   for (const t of ["begin", "commit", "insert", "update", "delete"])
     assert.equal(seen.get(t)?.fast, (seen.get(t)?.all ?? 0) - withChar(t), `fast path took every ${t}`);
   for (const t of ["relation", "type", "truncate"]) assert.equal(seen.get(t)?.fast, 0);

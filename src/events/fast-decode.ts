@@ -44,7 +44,8 @@ export function fastDecode(offset: bigint, text: string): Event | null {
   }
 }
 
-let bytes = new Uint8Array(4096);
+/** Scratch space for RawText bytes, reused across records (decoding is synchronous). */
+let bytes = Buffer.alloc(4096);
 
 class Scanner {
   pos = 0;
@@ -62,11 +63,11 @@ class Scanner {
 
   record(offset: bigint): Event {
     this.lit('{"wal_start":');
-    this.intText();
+    this.skipInt();
     this.lit(',"wal_end":');
-    this.intText();
+    this.skipInt();
     this.lit(',"timestamp":');
-    this.intText();
+    this.skipInt();
     this.lit(',"message":{"type":"');
     const s = this.s;
     let ev: Event;
@@ -117,7 +118,7 @@ class Scanner {
       case 0x63: {
         // commit; its flags are unused, as in the general decoder.
         this.lit('commit","flags":');
-        this.intText();
+        this.skipInt();
         this.lit(',"commit_lsn":');
         const commitLsn = this.u64();
         this.lit(',"end_lsn":');
@@ -140,9 +141,15 @@ class Scanner {
    * general decoder rejects fractions and exponents where it wants integers, so those give up.
    */
   intText(): string {
-    const s = this.s;
     const start = this.pos;
-    let p = start;
+    this.skipInt();
+    return this.s.slice(start, this.pos);
+  }
+
+  /** Passes over a JSON integer whose value nothing uses (the envelope's, commit flags). */
+  skipInt(): void {
+    const s = this.s;
+    let p = this.pos;
     if (s.charCodeAt(p) === MINUS) p++;
     const first = s.charCodeAt(p);
     if (first === ZERO) p++;
@@ -153,7 +160,6 @@ class Scanner {
     const next = s.charCodeAt(p);
     if (next !== COMMA && next !== RBRACE && next !== RBRACKET) this.giveUp();
     this.pos = p;
-    return s.slice(start, p);
   }
 
   u32(): number {
@@ -439,8 +445,8 @@ class Scanner {
       if (b > 255) this.giveUp();
       if (b > 0x7f) ascii = false;
       if (n === bytes.length) {
-        const grown = new Uint8Array(bytes.length * 2);
-        grown.set(bytes);
+        const grown = Buffer.alloc(bytes.length * 2);
+        bytes.copy(grown);
         bytes = grown;
       }
       bytes[n++] = b;
@@ -450,7 +456,8 @@ class Scanner {
       this.giveUp();
     }
     this.pos = p;
-    if (ascii && n <= 64) return String.fromCharCode.apply(null, bytes.subarray(0, n) as unknown as number[]);
+    // ASCII is its own UTF-8 and latin1 decoding is the cheapest native copy.
+    if (ascii) return bytes.toString("latin1", 0, n);
     try {
       return utf8.decode(bytes.subarray(0, n));
     } catch {
