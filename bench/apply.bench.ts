@@ -6,6 +6,7 @@
  *   (a) a subscription (publication and pgoutput slot made before the workload) on a fresh target,
  *       timed from ENABLE to the target's replication origin reaching the last commit's end LSN;
  *   (b) the sink's CLI in one run over the whole file, process start to exit, and its in-run time;
+ *   (a) and (b) alternate BENCH_REPEAT times (default 3; medians), each on a fresh target and slot;
  *   (c) the scheduled shape: max_records 1000, invoked until caught up;
  *   (d) the idle run: nothing to do;
  *   and where an in-process run's time goes, stage by stage.
@@ -24,6 +25,7 @@ import { applyWorkload, TABLES, TABLES_DDL } from "./workload.js";
 
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 75_000);
 const SCHEDULED = process.env.BENCH_SCHEDULED !== "0";
+const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
 const root = join(import.meta.dirname, "..");
 const CLK_TCK = 100;
 
@@ -126,6 +128,65 @@ async function checkTarget(p: Pair, target: pg.Client, what: string): Promise<vo
   });
 }
 
+interface SubscriberRun {
+  ms: number;
+  workerCpu: number | null;
+  senderCpu: number | null;
+}
+
+/**
+ * A subscription on a fresh target over the i-th slot made before the workload, timed from ENABLE to
+ * the target's replication origin (advanced at each applied commit) reaching the last commit's end.
+ */
+async function runSubscriber(
+  p: Pair,
+  i: number,
+  endLsn: bigint,
+  clients: pg.Client[],
+): Promise<SubscriberRun> {
+  const name = `bench_sub${i}`;
+  const sub = await connect(await server.createDatabase(name));
+  clients.push(sub);
+  await sub.query(TABLES_DDL);
+  await sub.query(
+    `CREATE SUBSCRIPTION ${name} CONNECTION '${p.sourceUrl}' PUBLICATION bench_pub
+       WITH (create_slot = false, copy_data = false, slot_name = '${name}', enabled = false)`,
+  );
+  const started = performance.now();
+  await sub.query(`ALTER SUBSCRIPTION ${name} ENABLE`);
+  let workerPid: number | null = null;
+  let senderPid: number | null = null;
+  for (;;) {
+    const r = await sub.query<{ pid: number | null; done: boolean }>(
+      `SELECT (SELECT pid FROM pg_stat_subscription WHERE subname = $2 AND relid IS NULL) AS pid,
+              coalesce((SELECT remote_lsn >= $1::pg_lsn FROM pg_replication_origin_status o
+                 JOIN pg_subscription s ON o.external_id = 'pg_' || s.oid WHERE s.subname = $2), false) AS done`,
+      [lsnText(endLsn), name],
+    );
+    workerPid ??= r.rows[0]?.pid ?? null;
+    if (senderPid === null) {
+      const s = await p.source.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_replication WHERE application_name = $1`,
+        [name],
+      );
+      senderPid = s.rows[0]?.pid ?? null;
+    }
+    if (r.rows[0]?.done) break;
+    if (performance.now() - started > 600_000)
+      throw new Error("the subscriber did not catch up in 10 minutes");
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  const ms = performance.now() - started;
+  const workerCpu = workerPid === null ? null : cpuSeconds(workerPid);
+  const senderCpu = senderPid === null ? null : cpuSeconds(senderPid);
+  await sub.query(`ALTER SUBSCRIPTION ${name} DISABLE`);
+  await sub.query(`ALTER SUBSCRIPTION ${name} SET (slot_name = NONE)`);
+  await sub.query(`DROP SUBSCRIPTION ${name}`);
+  await p.source.query(`SELECT pg_drop_replication_slot($1)`, [name]);
+  await checkTarget(p, sub, "subscriber");
+  return { ms, workerCpu, senderCpu };
+}
+
 const server = await startPostgres();
 const p = await makePair(server, "bench");
 const clients: pg.Client[] = [];
@@ -134,7 +195,8 @@ try {
   // and the subscriber's publication and slot.
   await p.sql(TABLES_DDL);
   await p.sql(`CREATE PUBLICATION bench_pub FOR TABLE ${TABLES.join(", ")}`);
-  await p.sql(`SELECT pg_create_logical_replication_slot('bench_sub', 'pgoutput')`);
+  for (let i = 0; i < REPEAT; i++)
+    await p.sql(`SELECT pg_create_logical_replication_slot('bench_sub${i}', 'pgoutput')`);
 
   let t = performance.now();
   await applyWorkload(p.source, CHANGES);
@@ -153,70 +215,41 @@ try {
   );
   const rows: [string, string, string, string, string][] = [];
 
-  // (a) PostgreSQL's own subscriber.
-  const subUrl = await server.createDatabase("bench_sub");
-  const sub = await connect(subUrl);
-  clients.push(sub);
-  await sub.query(TABLES_DDL);
-  await sub.query(
-    `CREATE SUBSCRIPTION bench_sub CONNECTION '${p.sourceUrl}' PUBLICATION bench_pub
-       WITH (create_slot = false, copy_data = false, slot_name = 'bench_sub', enabled = false)`,
-  );
-  const subStarted = performance.now();
-  await sub.query(`ALTER SUBSCRIPTION bench_sub ENABLE`);
-  let workerPid: number | null = null;
-  let senderPid: number | null = null;
-  for (;;) {
-    const r = await sub.query<{ pid: number | null; done: boolean }>(
-      `SELECT (SELECT pid FROM pg_stat_subscription WHERE subname = 'bench_sub' AND relid IS NULL) AS pid,
-              coalesce((SELECT remote_lsn >= $1::pg_lsn FROM pg_replication_origin_status o
-                 JOIN pg_subscription s ON o.external_id = 'pg_' || s.oid WHERE s.subname = 'bench_sub'), false) AS done`,
-      [lsnText(endLsn)],
-    );
-    workerPid ??= r.rows[0]?.pid ?? null;
-    if (senderPid === null) {
-      const s = await p.source.query<{ pid: number }>(
-        `SELECT pid FROM pg_stat_replication WHERE application_name = 'bench_sub'`,
-      );
-      senderPid = s.rows[0]?.pid ?? null;
-    }
-    if (r.rows[0]?.done) break;
-    if (performance.now() - subStarted > 600_000)
-      throw new Error("the subscriber did not catch up in 10 minutes");
-    await new Promise((res) => setTimeout(res, 5));
+  // (a) PostgreSQL's own subscriber and (b) the sink in one run, alternately, REPEAT times each.
+  const dir = dirname(p.topicFile);
+  const subs: SubscriberRun[] = [];
+  const ones: CliRun[] = [];
+  for (let i = 0; i < REPEAT; i++) {
+    subs.push(await runSubscriber(p, i, endLsn, clients));
+    const oneUrl = await server.createDatabase(`bench_one${i}`);
+    const one = await runCli(sinkConfig(dir, `bench-one-${i}`, oneUrl, p.topicFile, records.length));
+    if (one.summary.records !== records.length)
+      throw new Error(`the sink's one run consumed ${one.summary.records} of ${records.length} records`);
+    const oneTarget = await connect(oneUrl);
+    clients.push(oneTarget);
+    await checkTarget(p, oneTarget, "sink, one run");
+    ones.push(one);
   }
-  const subMs = performance.now() - subStarted;
-  const workerCpu = workerPid === null ? null : cpuSeconds(workerPid);
-  const senderCpu = senderPid === null ? null : cpuSeconds(senderPid);
-  await sub.query(`ALTER SUBSCRIPTION bench_sub DISABLE`);
-  await sub.query(`ALTER SUBSCRIPTION bench_sub SET (slot_name = NONE)`);
-  await sub.query(`DROP SUBSCRIPTION bench_sub`);
-  await checkTarget(p, sub, "subscriber");
+  const subMs = median(subs.map((r) => r.ms));
+  const subCpu = median(subs.map((r) => r.workerCpu ?? Number.NaN));
   const subRate = (changes * 1000) / subMs;
   rows.push([
-    "PostgreSQL subscriber (ENABLE to caught up)",
+    `PostgreSQL subscriber (ENABLE to caught up; median of ${REPEAT})`,
     subMs.toFixed(0),
     Math.round(subRate).toString(),
     "1.00",
-    `apply worker ${workerCpu?.toFixed(2) ?? "?"} s CPU, walsender ${senderCpu?.toFixed(2) ?? "?"} s`,
+    `apply worker ${subCpu.toFixed(2)} s CPU (${Math.round(changes / subCpu)} changes per CPU-s), walsender ${median(subs.map((r) => r.senderCpu ?? Number.NaN)).toFixed(2)} s`,
   ]);
-
-  // (b) the sink, one run over the whole file.
-  const dir = dirname(p.topicFile);
-  const oneUrl = await server.createDatabase("bench_one");
-  const one = await runCli(sinkConfig(dir, "bench-one", oneUrl, p.topicFile, records.length));
-  if (one.summary.records !== records.length)
-    throw new Error(`the sink's one run consumed ${one.summary.records} of ${records.length} records`);
-  const oneTarget = await connect(oneUrl);
-  clients.push(oneTarget);
-  await checkTarget(p, oneTarget, "sink, one run");
-  const oneRate = (changes * 1000) / one.ms;
+  const oneMs = median(ones.map((r) => r.ms));
+  const oneIn = median(ones.map((r) => r.summary.duration_ms));
+  const oneCpu = median(ones.map((r) => r.cpu ?? Number.NaN));
+  const oneRate = (changes * 1000) / oneMs;
   rows.push([
-    "sink, one run (process start to exit)",
-    one.ms.toFixed(0),
+    `sink, one run (process start to exit; median of ${REPEAT})`,
+    oneMs.toFixed(0),
     Math.round(oneRate).toString(),
     (oneRate / subRate).toFixed(2),
-    `in-run ${one.summary.duration_ms} ms (${Math.round((changes * 1000) / one.summary.duration_ms)} changes/s), ${one.cpu?.toFixed(2) ?? "?"} s CPU`,
+    `in-run ${oneIn.toFixed(0)} ms (${Math.round((changes * 1000) / oneIn)} changes/s), ${oneCpu.toFixed(2)} s CPU (${Math.round(changes / oneCpu)} changes per CPU-s)`,
   ]);
 
   // (c) the scheduled shape and (d) the idle run.
