@@ -182,6 +182,13 @@ async function runSubscriber(
   await sub.query(`ALTER SUBSCRIPTION ${name} DISABLE`);
   await sub.query(`ALTER SUBSCRIPTION ${name} SET (slot_name = NONE)`);
   await sub.query(`DROP SUBSCRIPTION ${name}`);
+  // The walsender leaves a moment after DISABLE; the slot can be dropped once it has.
+  for (let tries = 0; ; tries++) {
+    const r = await p.source.query(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [name]);
+    if (!r.rows[0]?.active) break;
+    if (tries > 1000) throw new Error(`slot ${name} stays active after its subscription was disabled`);
+    await new Promise((res) => setTimeout(res, 10));
+  }
   await p.source.query(`SELECT pg_drop_replication_slot($1)`, [name]);
   await checkTarget(p, sub, "subscriber");
   return { ms, workerCpu, senderCpu };
