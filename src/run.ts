@@ -4,7 +4,7 @@ import { executePlan } from "./apply/execute.js";
 import { plan } from "./apply/plan.js";
 import type { SinkConfig } from "./config.js";
 import { RecordError, SinkError, sqlState } from "./errors.js";
-import { decodeRecord } from "./events/decode.js";
+import { decodeRecordFast } from "./events/fast-decode.js";
 import type { Event, Relation } from "./events/types.js";
 import { failpoint } from "./failpoint.js";
 import type { Logger } from "./log.js";
@@ -150,7 +150,7 @@ async function readBatch(
       throw new DeadlineError(
         `ran out of time reading offset ${rec.offset} (a source transaction did not finish in time)`,
       );
-    const ev = decodeRecord(rec.offset, rec.value);
+    const ev = decodeRecordFast(rec.offset, rec.value);
     if (ev.kind === "begin") {
       if (open.length > 0) {
         if (startsInside && events.length === 0)
