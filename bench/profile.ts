@@ -42,7 +42,7 @@ export async function profileRun(topicFile: string, targetUrl: string): Promise<
   lap("read the file");
 
   const events: Event[] = values.map((r) => decodeRecordFast(r.offset, r.value));
-  lap("parse+decode (as run.ts does)");
+  lap("parse+decode (fast path)");
 
   const relations: Relation[] = [];
   for (const ev of events) if (ev.kind === "relation") relations.push(ev.relation);
