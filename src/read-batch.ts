@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { SinkConfig } from "./config.js";
 import { DeadlineError, RecordError, SinkError } from "./errors.js";
-import { decodeRecord } from "./events/decode.js";
+import { decodeRecordFast } from "./events/fast-decode.js";
 import type { BeginEvent, Event } from "./events/types.js";
 import type { Logger } from "./log.js";
 import type { Source } from "./source/source.js";
@@ -107,7 +107,7 @@ export async function readBatch(
         throw new DeadlineError(
           `ran out of time reading offset ${rec.offset} (a source transaction did not finish in time)`,
         );
-      const ev = decodeRecord(rec.offset, rec.value);
+      const ev = decodeRecordFast(rec.offset, rec.value);
       if (ev.kind === "begin") {
         if (open.length > 0) {
           const dropped = open[0] as Event;
