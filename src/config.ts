@@ -18,6 +18,10 @@ export interface SinkConfig {
   connectTimeoutMs: number;
   readTimeoutMs: number;
   onLostRecords: "error" | "skip";
+  /** Skip source transactions that committed at or before this LSN (the target was seeded up to it). */
+  startLsn: bigint | null;
+  /** upsert: an insert of a key the target already has updates that row. */
+  onConflict: "error" | "upsert";
 }
 
 export const DEFAULTS = {
@@ -29,6 +33,8 @@ export const DEFAULTS = {
   connectTimeoutMs: 10_000,
   readTimeoutMs: 10_000,
   onLostRecords: "error" as const,
+  startLsn: null,
+  onConflict: "error" as const,
 };
 
 const PARAMETERS = [
@@ -43,6 +49,8 @@ const PARAMETERS = [
   "connect_timeout_ms",
   "read_timeout_ms",
   "on_lost_records",
+  "start_lsn",
+  "on_conflict",
 ];
 
 const URL_SECRET = "FLUVIO_PG_DATABASE_URL";
@@ -80,7 +88,20 @@ export const ENV_SETTINGS: Record<string, string> = {
   CONNECT_TIMEOUT_MS: "parameters.connect_timeout_ms",
   READ_TIMEOUT_MS: "parameters.read_timeout_ms",
   ON_LOST_RECORDS: "parameters.on_lost_records",
+  START_LSN: "parameters.start_lsn",
+  ON_CONFLICT: "parameters.on_conflict",
 };
+
+/** An LSN in PostgreSQL's X/Y form (two hex halves) or as a decimal number; null when it is neither. */
+export function parseLsn(v: unknown): bigint | null {
+  if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  if (typeof v !== "string") return null;
+  const t = v.trim();
+  const xy = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(t);
+  if (xy) return (BigInt(`0x${xy[1]}`) << 32n) | BigInt(`0x${xy[2]}`);
+  if (/^\d{1,20}$/.test(t) && BigInt(t) <= 0xffffffffffffffffn) return BigInt(t);
+  return null;
+}
 
 /** The same settings, validated the same way, from environment variables (see ENV_SETTINGS). */
 export function configFromEnv(env: NodeJS.ProcessEnv): SinkConfig {
@@ -209,6 +230,18 @@ export function validateConnectorConfig(
   if (onLostRecords !== "error" && onLostRecords !== "skip")
     problems.push(`parameters.on_lost_records must be "error" or "skip"`);
 
+  let startLsn: bigint | null = null;
+  if (p.start_lsn !== undefined && p.start_lsn !== null) {
+    startLsn = parseLsn(p.start_lsn);
+    if (startLsn === null)
+      problems.push(
+        `parameters.start_lsn must be an LSN like 0/16B3748 or a decimal number (got ${JSON.stringify(p.start_lsn)})`,
+      );
+  }
+  const onConflict = p.on_conflict ?? DEFAULTS.onConflict;
+  if (onConflict !== "error" && onConflict !== "upsert")
+    problems.push(`parameters.on_conflict must be "error" or "upsert"`);
+
   if (problems.length > 0) throw new ConfigError(`${origin}: ${problems.join("; ")}`);
   return {
     name: name as string,
@@ -223,6 +256,8 @@ export function validateConnectorConfig(
     connectTimeoutMs,
     readTimeoutMs,
     onLostRecords: onLostRecords as "error" | "skip",
+    startLsn,
+    onConflict: onConflict as "error" | "upsert",
   };
 }
 

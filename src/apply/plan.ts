@@ -10,6 +10,7 @@ import {
   type UpdateEvent,
   type Value,
 } from "../events/types.js";
+import { parentsFirst, type TableTraits, type TargetTraits } from "./constraints.js";
 import { type CachedRelation, type Catalog, type TargetTable, tableKey, typeKey } from "./model.js";
 import { displayName, qualified, quoteIdent } from "./sql.js";
 import {
@@ -17,6 +18,7 @@ import {
   deleteRows,
   insertRows,
   type MatchSpec,
+  replaceRows,
   type Statement,
   type TableShape,
   updateRows,
@@ -70,8 +72,27 @@ export interface Plan {
   stats: PlanStats;
 }
 
-export function plan(events: Iterable<Event>, state: PlanState, catalog: Catalog): Plan {
-  const p = new Planner(state, catalog);
+export interface PlanOptions {
+  /**
+   * No collapsing: every change becomes its own statement, in source order. The fallback when a
+   * statement of the optimised plan trips a constraint the source order kept.
+   */
+  exact?: boolean;
+  /** The target's generated/identity columns and foreign keys (see constraints.ts). */
+  traits?: TargetTraits;
+  /** upsert: an insert of a key the target already has updates that row (a seeded target). */
+  onConflict?: "error" | "upsert";
+  /** Source transactions that committed at or before this LSN are in the target's seed: skipped. */
+  startLsn?: bigint | null;
+}
+
+export function plan(
+  events: Iterable<Event>,
+  state: PlanState,
+  catalog: Catalog,
+  options: PlanOptions = {},
+): Plan {
+  const p = new Planner(state, catalog, options);
   for (const ev of events) p.add(ev);
   return p.finish();
 }
@@ -120,12 +141,18 @@ interface Phases {
   inserts: Step[];
 }
 
-function shapeOf(rel: CachedRelation): TableShape {
+function shapeOf(rel: CachedRelation, traits?: TableTraits): TableShape {
+  const columns = rel.relation.columns.map((c) => c.name);
   return {
     schema: rel.relation.namespace,
     name: rel.relation.name,
-    columns: rel.relation.columns.map((c) => c.name),
+    columns,
     casts: rel.casts,
+    ...(traits && {
+      generated: columns.map((c) => traits.generated.has(c)),
+      identityAlways: columns.map((c) => traits.identityAlways.has(c)),
+      targetColumns: traits.columns,
+    }),
   };
 }
 
@@ -148,6 +175,8 @@ class Planner {
   private lastCommitLsn: bigint | null;
   private inTxn: boolean;
   private skipping = false;
+  /** The transaction being skipped is older than start_lsn (in the seed), not a re-send. */
+  private seeded = false;
   private txnLsn: bigint | null = null;
   private readonly stats: PlanStats = {
     transactions: 0,
@@ -161,6 +190,7 @@ class Planner {
   constructor(
     state: PlanState,
     private readonly catalog: Catalog,
+    private readonly options: PlanOptions = {},
   ) {
     this.relations = new Map(state.relations);
     this.types = new Map(state.types);
@@ -178,6 +208,12 @@ class Planner {
         this.txnLsn = ev.finalLsn;
         // The inbound connector re-sends transactions after a restart; commit LSNs tell them apart.
         this.skipping = this.lastCommitLsn !== null && ev.finalLsn <= this.lastCommitLsn;
+        this.seeded =
+          !this.skipping &&
+          this.options.startLsn !== undefined &&
+          this.options.startLsn !== null &&
+          ev.finalLsn <= this.options.startLsn;
+        if (this.seeded) this.skipping = true;
         return;
       case "commit":
         if (!this.inTxn) throw new RecordError(ev.offset, "commit without a begin");
@@ -193,6 +229,7 @@ class Planner {
         }
         this.inTxn = false;
         this.skipping = false;
+        this.seeded = false;
         this.txnLsn = null;
         return;
       case "origin":
@@ -203,7 +240,16 @@ class Planner {
     }
     if (!this.inTxn)
       throw new RecordError(ev.offset, `${ev.kind} outside a source transaction (no begin before it)`);
-    if (this.skipping) return;
+    if (this.skipping) {
+      // The seed snapshot already holds this transaction's tables as its relation describes them:
+      // (re)adopt the table by that description instead of replaying how it got there.
+      if (this.seeded && ev.kind === "relation") {
+        this.flushTable(ev.relation.relId);
+        this.relations.delete(ev.relation.relId);
+        this.onRelation(ev);
+      }
+      return;
+    }
     switch (ev.kind) {
       case "relation":
         this.onRelation(ev);
@@ -221,6 +267,7 @@ class Planner {
         this.onTruncate(ev);
         return;
     }
+    if (this.options.exact) this.flushAll();
   }
 
   finish(): Plan {
@@ -489,12 +536,11 @@ class Planner {
       // The key moved: apply everything queued for the table, then move this one row in place.
       this.flushTable(rel.relation.relId);
       const setCols = ev.newTuple.flatMap((v, i) => (v === UNCHANGED ? [] : [i]));
-      const shape = shapeOf(rel);
       const row = [...oldKey, ...setCols.map((c) => ev.newTuple[c] as Cell)] as Cell[];
       this.steps.push({
         kind: "dml",
         op: "update",
-        statement: updateRows(shape, { cols: p.keyCols, mode: "key" }, setCols, [row]),
+        statement: this.updateStatement(rel, { cols: p.keyCols, mode: "key" }, setCols, [row]),
         table: nameOf(rel.relation),
         fromOffset: ev.offset,
         toOffset: ev.offset,
@@ -567,7 +613,11 @@ class Planner {
   ): void {
     if (op !== "insert" && matchOrRow.includes(UNCHANGED))
       throw new RecordError(offset, "old_tuple carries an unchanged-TOAST value", nameOf(p.rel.relation));
-    const setCols = newTuple ? newTuple.flatMap((v, i) => (v === UNCHANGED ? [] : [i])) : [];
+    // An identity the target fills GENERATED ALWAYS cannot be SET; one that did not change is left out.
+    const always = this.shape(p.rel).identityAlways;
+    const setCols = newTuple
+      ? newTuple.flatMap((v, i) => (v === UNCHANGED || (always?.[i] && v === matchOrRow[i]) ? [] : [i]))
+      : [];
     const oldKey = rowKey(matchOrRow);
     let run = p.runs[p.runs.length - 1];
     // One statement sees the table as it was before it; a row it changes twice needs two.
@@ -602,7 +652,9 @@ class Planner {
     // TRUNCATE (and its CASCADE) reaches beyond one table: everything queued goes first.
     this.flushAll();
     this.stats.truncates++;
-    const opts = `${ev.restartIdentity ? " RESTART IDENTITY" : ""}${ev.cascade ? " CASCADE" : ""}`;
+    // Like PostgreSQL's subscriber (apply_handle_truncate), never CASCADE on the target: the source
+    // already listed every table its CASCADE reached, and the target's other tables are not ours to empty.
+    const opts = ev.restartIdentity ? " RESTART IDENTITY" : "";
     this.steps.push({
       kind: "truncate",
       sql: `TRUNCATE TABLE ${rels.map((r) => qualified(r.namespace, r.name)).join(", ")}${opts}`,
@@ -616,23 +668,69 @@ class Planner {
   private flushTable(relId: number): void {
     const p = this.pending.get(relId);
     if (!p) return;
+    // A table tied by a foreign key to another table with queued changes goes with it, so the
+    // parent/child order of flushAll still holds.
+    if (this.relatedPending(p)) {
+      this.flushAll();
+      return;
+    }
     this.pending.delete(relId);
     const ph = this.phases(p);
     this.steps.push(...ph.deletes, ...ph.updates, ...ph.inserts);
   }
 
+  private relatedPending(p: Pending): boolean {
+    const traits = this.options.traits;
+    if (!traits || this.pending.size < 2) return false;
+    const key = this.keyOfPending(p);
+    const mine = traits.get(key)?.parents;
+    for (const q of this.pending.values()) {
+      if (q === p) continue;
+      const other = this.keyOfPending(q);
+      if (mine?.has(other) || traits.get(other)?.parents.has(key)) return true;
+    }
+    return false;
+  }
+
+  private keyOfPending(p: Pending): string {
+    return tableKey(p.rel.relation.namespace, p.rel.relation.name);
+  }
+
   private flushAll(): void {
-    const all = [...this.pending.values()].map((p) => this.phases(p));
+    const pending = parentsFirst(
+      [...this.pending.values()],
+      (p) => this.keyOfPending(p),
+      this.options.traits ?? new Map(),
+    );
     this.pending.clear();
-    // Deletes first and inserts last, across tables, so parent/child rows meet the order they need.
-    for (const ph of all) this.steps.push(...ph.deletes);
-    for (const ph of all) this.steps.push(...ph.updates);
-    for (const ph of all) this.steps.push(...ph.inserts);
+    const all = pending.map((p) => this.phases(p));
+    // Children's deletes before their parents', then parents' updates and inserts before their
+    // children's, so rows meet the foreign keys the target has (self-references stay within one
+    // statement, whose checks run at its end).
+    for (const ph of [...all].reverse()) this.steps.push(...ph.deletes);
+    for (const ph of all) this.steps.push(...ph.updates, ...ph.inserts);
+  }
+
+  private shape(rel: CachedRelation): TableShape {
+    return shapeOf(rel, this.options.traits?.get(tableKey(rel.relation.namespace, rel.relation.name)));
+  }
+
+  /** An UPDATE, or, where it must write a GENERATED ALWAYS identity column, a delete and re-insert. */
+  private updateStatement(
+    rel: CachedRelation,
+    match: MatchSpec,
+    setCols: number[],
+    rows: Cell[][],
+  ): Statement {
+    const shape = this.shape(rel);
+    if (match.mode === "key" && setCols.some((c) => shape.identityAlways?.[c]))
+      return replaceRows(shape, match, setCols, rows);
+    return updateRows(shape, match, setCols, rows);
   }
 
   private phases(p: Pending): Phases {
     const out: Phases = { deletes: [], updates: [], inserts: [] };
-    const shape = shapeOf(p.rel);
+    const shape = this.shape(p.rel);
     const table = nameOf(p.rel.relation);
     const allCols = p.rel.relation.columns.map((_, i) => i);
     if (p.kind === "ordered") {
@@ -686,8 +784,8 @@ class Planner {
     for (const e of entries) {
       if (e.state !== "update") continue;
       const img = e.image as Value[];
-      let setCols = allCols.filter((c) => !keySet.has(c) && img[c] !== UNCHANGED);
-      if (setCols.length === 0) setCols = p.keyCols;
+      // Nothing but the key: the statement still finds the row, so a missing one is counted.
+      const setCols = allCols.filter((c) => !keySet.has(c) && img[c] !== UNCHANGED);
       const m = setCols.join();
       const g = byMask.get(m) ?? { setCols, es: [] };
       byMask.set(m, g);
@@ -697,8 +795,8 @@ class Planner {
       out.updates.push({
         kind: "dml",
         op: "update",
-        statement: updateRows(
-          shape,
+        statement: this.updateStatement(
+          p.rel,
           key,
           setCols,
           es.map((e) => [...(e.match as Cell[]), ...setCols.map((c) => (e.image as Value[])[c] as Cell)]),
@@ -716,6 +814,7 @@ class Planner {
           shape,
           allCols,
           ins.map((e) => e.image as Cell[]),
+          this.options.onConflict === "upsert" ? p.keyCols : undefined,
         ),
         table,
         ...span(ins),

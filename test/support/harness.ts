@@ -60,6 +60,8 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
     connectTimeoutMs: DEFAULTS.connectTimeoutMs,
     readTimeoutMs: DEFAULTS.readTimeoutMs,
     onLostRecords: DEFAULTS.onLostRecords,
+    startLsn: DEFAULTS.startLsn,
+    onConflict: DEFAULTS.onConflict,
     ...o,
   });
   const pair: Pair = {
