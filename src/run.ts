@@ -313,16 +313,32 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     );
     const traits = await loadTargetTraits(client, followed);
     const planState: PlanState = { ...state, inTransaction: batch.startsInside };
-    const options = { traits, onConflict: config.onConflict, startLsn: config.startLsn };
+    const options = {
+      traits,
+      onConflict: config.onConflict,
+      startLsn: config.startLsn,
+      foreignKeyOrder: mode === "ordered",
+    };
     const warn = (msg: string, fields: Record<string, unknown>) => log.warn(msg, fields);
     // The exact-order fallback rolls back to here: nothing of the batch, the lock and state kept.
     await client.query("SAVEPOINT fps_batch");
     let planned: Plan = plan(batch.events, planState, await loadCatalog(client, relations, types), options);
     let executed: ExecuteResult;
+    if (planned.needsExactOrder) {
+      log.info(
+        "the target's ON DELETE actions could reach rows this batch re-parents: applying it change by change, in source order",
+        { from: start.toString(), to: (batch.nextOffset - 1n).toString() },
+      );
+      planned = plan(batch.events, planState, await loadCatalog(client, relations, types), {
+        ...options,
+        exact: true,
+      });
+      summary.exact_order = true;
+    }
     try {
       executed = await executePlan(client, planned.steps, config.missingRows, warn);
     } catch (e) {
-      if (!isOrderSensitiveViolation(e)) throw e;
+      if (!isOrderSensitiveViolation(e) || summary.exact_order) throw e;
       log.warn(
         "a set-wise statement tripped a constraint the source order kept: applying this batch again change by change, in source order",
         { error: (e as Error).message, from: start.toString(), to: (batch.nextOffset - 1n).toString() },

@@ -16,6 +16,8 @@ export interface TableTraits {
   columns: string[];
   /** tableKey of each other table this one references by a foreign key. */
   parents: Set<string>;
+  /** tableKey of each table (itself included) whose foreign key acts ON DELETE (CASCADE, SET NULL/DEFAULT) on this one. */
+  actedOnBy: Set<string>;
 }
 
 /** Keyed by tableKey(schema, name). */
@@ -44,27 +46,38 @@ export async function loadTargetTraits(
     const key = tableKey(r.s, r.t);
     let t = traits.get(key);
     if (!t) {
-      t = { generated: new Set(), identityAlways: new Set(), columns: [], parents: new Set() };
+      t = {
+        generated: new Set(),
+        identityAlways: new Set(),
+        columns: [],
+        parents: new Set(),
+        actedOnBy: new Set(),
+      };
       traits.set(key, t);
     }
     if (r.gen) t.generated.add(r.col);
     else t.columns.push(r.col);
     if (r.always) t.identityAlways.add(r.col);
   }
-  const fks = await client.query<{ cs: string; ct: string; ps: string; pt: string }>(
+  const fks = await client.query<{ cs: string; ct: string; ps: string; pt: string; acts: boolean }>(
     `WITH w AS (
        SELECT c.oid FROM unnest($1::text[], $2::text[]) AS w(s, t)
          JOIN pg_namespace n ON n.nspname = w.s
          JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.t)
-     SELECT DISTINCT cn.nspname AS cs, c.relname AS ct, pn.nspname AS ps, p.relname AS pt
+     SELECT DISTINCT cn.nspname AS cs, c.relname AS ct, pn.nspname AS ps, p.relname AS pt,
+            k.confdeltype IN ('c', 'n', 'd') AS acts
        FROM pg_constraint k
        JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
        JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
-      WHERE k.contype = 'f' AND k.conrelid IN (SELECT oid FROM w) AND k.confrelid IN (SELECT oid FROM w)
-        AND k.conrelid <> k.confrelid`,
+      WHERE k.contype = 'f' AND k.conrelid IN (SELECT oid FROM w) AND k.confrelid IN (SELECT oid FROM w)`,
     params,
   );
-  for (const r of fks.rows) traits.get(tableKey(r.cs, r.ct))?.parents.add(tableKey(r.ps, r.pt));
+  for (const r of fks.rows) {
+    const child = tableKey(r.cs, r.ct);
+    const parent = tableKey(r.ps, r.pt);
+    if (child !== parent) traits.get(child)?.parents.add(parent);
+    if (r.acts) traits.get(parent)?.actedOnBy.add(child);
+  }
   return traits;
 }
 

@@ -70,6 +70,11 @@ export interface Plan {
   steps: Step[];
   state: PlanState;
   stats: PlanStats;
+  /**
+   * With foreignKeyOrder: some set-wise order would let a target ON DELETE action (CASCADE, SET
+   * NULL) reach a row the source kept, silently; only exact source order is safe for this batch.
+   */
+  needsExactOrder: boolean;
 }
 
 export interface PlanOptions {
@@ -82,6 +87,11 @@ export interface PlanOptions {
   traits?: TargetTraits;
   /** upsert: an insert of a key the target already has updates that row (a seeded target). */
   onConflict?: "error" | "upsert";
+  /**
+   * Order statements by the target's foreign keys (traits): the login may not set the replica
+   * role, so the target's foreign-key checks and actions fire on every statement.
+   */
+  foreignKeyOrder?: boolean;
   /** Source transactions that committed at or before this LSN are in the target's seed: skipped. */
   startLsn?: bigint | null;
 }
@@ -136,6 +146,8 @@ interface OrderedPending {
 type Pending = KeyedPending | OrderedPending;
 
 interface Phases {
+  /** Rows deleted and inserted again under the same key: the delete frees the key. */
+  replaces: Step[];
   deletes: Step[];
   updates: Step[];
   inserts: Step[];
@@ -177,6 +189,7 @@ class Planner {
   private skipping = false;
   /** The transaction being skipped is older than start_lsn (in the seed), not a re-send. */
   private seeded = false;
+  private needsExactOrder = false;
   private txnLsn: bigint | null = null;
   private readonly stats: PlanStats = {
     transactions: 0,
@@ -200,6 +213,11 @@ class Planner {
   }
 
   add(ev: Event): void {
+    this.dispatch(ev);
+    if (this.options.exact) this.flushAll();
+  }
+
+  private dispatch(ev: Event): void {
     switch (ev.kind) {
       case "begin":
         if (this.inTxn)
@@ -267,7 +285,6 @@ class Planner {
         this.onTruncate(ev);
         return;
     }
-    if (this.options.exact) this.flushAll();
   }
 
   finish(): Plan {
@@ -281,6 +298,7 @@ class Planner {
         inTransaction: this.inTxn,
       },
       stats: this.stats,
+      needsExactOrder: this.needsExactOrder,
     };
   }
 
@@ -675,8 +693,7 @@ class Planner {
       return;
     }
     this.pending.delete(relId);
-    const ph = this.phases(p);
-    this.steps.push(...ph.deletes, ...ph.updates, ...ph.inserts);
+    this.emit([this.phases(p)]);
   }
 
   private relatedPending(p: Pending): boolean {
@@ -703,12 +720,51 @@ class Planner {
       this.options.traits ?? new Map(),
     );
     this.pending.clear();
-    const all = pending.map((p) => this.phases(p));
-    // Children's deletes before their parents', then parents' updates and inserts before their
-    // children's, so rows meet the foreign keys the target has (self-references stay within one
-    // statement, whose checks run at its end).
-    for (const ph of [...all].reverse()) this.steps.push(...ph.deletes);
-    for (const ph of all) this.steps.push(...ph.updates, ...ph.inserts);
+    if (this.options.foreignKeyOrder && !this.options.exact) this.checkDeleteActions(pending);
+    this.emit(pending.map((p) => this.phases(p)));
+  }
+
+  /**
+   * Keys deleted and inserted again must be freed before the inserts, but a row that another
+   * changed row still references at that moment would be cascaded or nulled by the target: when a
+   * table with such deletes is acted on by a table with queued updates, no set-wise order is safe.
+   */
+  private checkDeleteActions(group: Pending[]): void {
+    const traits = this.options.traits;
+    if (!traits) return;
+    const updated = new Set(
+      group
+        .filter((p) => p.kind === "ordered" || [...p.entries.values()].some((e) => e.state === "update"))
+        .map((p) => this.keyOfPending(p)),
+    );
+    for (const p of group) {
+      const acted = traits.get(this.keyOfPending(p))?.actedOnBy;
+      if (!acted || acted.size === 0) continue;
+      const replaces = p.kind === "ordered" || [...p.entries.values()].some((e) => e.state === "replace");
+      if (replaces && [...acted].some((c) => updated.has(c))) this.needsExactOrder = true;
+    }
+  }
+
+  /** Emits the statements of tables given parents first, in an order their constraints can take. */
+  private emit(all: Phases[]): void {
+    const childrenFirst = [...all].reverse();
+    if (!this.options.foreignKeyOrder) {
+      // Foreign keys do not fire (replica role): only UNIQUE constraints care, and freeing keys
+      // before taking them suits them best.
+      for (const ph of childrenFirst) this.steps.push(...ph.replaces, ...ph.deletes);
+      for (const ph of all) this.steps.push(...ph.updates);
+      for (const ph of all) this.steps.push(...ph.inserts);
+      return;
+    }
+    // The target's foreign keys check and act on each statement. Keys deleted to be inserted again
+    // are freed first (children's before parents'); then parents' new rows come before the
+    // children that reference them, and children move to their new parents before the old parents
+    // are deleted, so no ON DELETE action of the target removes or nulls a row the source kept.
+    // Self-references stay within one statement, whose checks run at its end. What this order still
+    // cannot satisfy fails loudly and sends the batch to the exact-order fallback.
+    for (const ph of childrenFirst) this.steps.push(...ph.replaces);
+    for (const ph of all) this.steps.push(...ph.inserts, ...ph.updates);
+    for (const ph of childrenFirst) this.steps.push(...ph.deletes);
   }
 
   private shape(rel: CachedRelation): TableShape {
@@ -729,7 +785,7 @@ class Planner {
   }
 
   private phases(p: Pending): Phases {
-    const out: Phases = { deletes: [], updates: [], inserts: [] };
+    const out: Phases = { replaces: [], deletes: [], updates: [], inserts: [] };
     const shape = this.shape(p.rel);
     const table = nameOf(p.rel.relation);
     const allCols = p.rel.relation.columns.map((_, i) => i);
@@ -765,20 +821,25 @@ class Planner {
       return { fromOffset: from, toOffset: to };
     };
     const entries = [...p.entries.values()];
-    const dels = entries.filter((e) => e.state === "delete" || e.state === "replace");
-    if (dels.length > 0)
-      out.deletes.push({
-        kind: "dml",
-        op: "delete",
-        statement: deleteRows(
-          shape,
-          key,
-          dels.map((e) => e.match as Cell[]),
-        ),
-        table,
-        ...span(dels),
-        rows: dels.length,
-      });
+    for (const [state, into] of [
+      ["replace", out.replaces],
+      ["delete", out.deletes],
+    ] as const) {
+      const dels = entries.filter((e) => e.state === state);
+      if (dels.length > 0)
+        into.push({
+          kind: "dml",
+          op: "delete",
+          statement: deleteRows(
+            shape,
+            key,
+            dels.map((e) => e.match as Cell[]),
+          ),
+          table,
+          ...span(dels),
+          rows: dels.length,
+        });
+    }
     const keySet = new Set(p.keyCols);
     const byMask = new Map<string, { setCols: number[]; es: Entry[] }>();
     for (const e of entries) {
