@@ -92,7 +92,11 @@ export interface PlanOptions {
    * role, so the target's foreign-key checks and actions fire on every statement.
    */
   foreignKeyOrder?: boolean;
-  /** Source transactions that committed at or before this LSN are in the target's seed: skipped. */
+  /**
+   * The seed snapshot's consistent point: source transactions whose commit LSN is before it are in
+   * the target's seed and skipped. One whose commit record starts exactly there is not in the
+   * snapshot (logical decoding decodes it: SnapBuildXactNeedsSkip), so it is applied.
+   */
   startLsn?: bigint | null;
 }
 
@@ -230,7 +234,7 @@ class Planner {
           !this.skipping &&
           this.options.startLsn !== undefined &&
           this.options.startLsn !== null &&
-          ev.finalLsn <= this.options.startLsn;
+          ev.finalLsn < this.options.startLsn;
         if (this.seeded) this.skipping = true;
         return;
       case "commit":
