@@ -53,3 +53,31 @@ test("every kind of value arrives exactly", async () => {
   await p.runUntilIdle();
   await assertSameTables(p, [`"Odd ""Schema"""."Val""ues"`]);
 });
+
+test("a table with zero columns (all dropped), and 'char' values as the inbound connector sends them", async () => {
+  const p = pair();
+  await p.sql(`CREATE TABLE hollow (a int)`);
+  await p.sql(`ALTER TABLE hollow REPLICA IDENTITY FULL`);
+  await p.sql(`INSERT INTO hollow VALUES (1)`);
+  await p.sql(`ALTER TABLE hollow DROP COLUMN a`);
+  await p.sql(`INSERT INTO hollow DEFAULT VALUES; INSERT INTO hollow DEFAULT VALUES`);
+  await p.sql(`DELETE FROM hollow WHERE ctid = (SELECT min(ctid) FROM hollow)`);
+  await p.sql(`CREATE TABLE flags (id int PRIMARY KEY, c "char")`);
+  await p.sql(`INSERT INTO flags VALUES (1, '7'), (2, '0')`);
+  // A non-digit fails the inbound connector's i8 parse and it drops the whole change: so does the
+  // capture, and the target never sees row 3.
+  await p.sql(`INSERT INTO flags VALUES (3, 'x')`);
+  const lines = await p.capture();
+  assert.ok(lines.some((l) => /"type":"relation".*"name":"hollow".*"columns":\[\]/.test(l)));
+  await p.runUntilIdle({ maxRecords: 1 });
+  const hollow = await p.target.query(`SELECT count(*)::int AS n FROM hollow`);
+  assert.equal(hollow.rows[0].n, 2);
+  const flags = await p.target.query(`SELECT id, c::text FROM flags ORDER BY id`);
+  assert.deepEqual(
+    flags.rows.map((r) => [r.id, r.c]),
+    [
+      [1, "7"],
+      [2, "0"],
+    ],
+  );
+});

@@ -68,8 +68,9 @@ export function insertRows(t: TableShape, cols: number[], rows: Cell[][], upsert
   const used = keep.map((i) => cols[i] as number);
   const aliases = used.map((_, i) => `c${i}`);
   const overriding = used.some((c) => t.identityAlways?.[c]) ? " OVERRIDING SYSTEM VALUE" : "";
+  const list = used.length > 0 ? ` (${used.map((c) => quoteIdent(t.columns[c] as string)).join(", ")})` : "";
   let sql =
-    `INSERT INTO ${qualified(t.schema, t.name)} (${used.map((c) => quoteIdent(t.columns[c] as string)).join(", ")})${overriding} ` +
+    `INSERT INTO ${qualified(t.schema, t.name)}${list}${overriding} ` +
     `SELECT ${used.map((c, i) => valueExpr(aliases[i] as string, t.casts[c] as string)).join(", ")} ` +
     `FROM ${unnestFrom(used.length, aliases, false, rows.length)}`;
   const params = columnsOf(keep.length === cols.length ? rows : pick(rows, keep), used.length);
@@ -114,6 +115,8 @@ function matchCondition(t: TableShape, m: MatchSpec, aliases: string[], table: s
       )
       .join(" AND ");
   }
+  // No columns: every row matches (each change still touches exactly one).
+  if (m.cols.length === 0) return "true";
   // Row text output tells NULL from '' and is hashable, so the join need not be a nested loop.
   const left = m.cols.map((c) => `${table}.${quoteIdent(t.columns[c] as string)}::text`).join(", ");
   const right = m.cols
