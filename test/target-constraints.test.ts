@@ -207,10 +207,12 @@ for (const maxRecords of [1, 7, 50, 1000]) {
           BEGIN INSERT INTO local_log (what) VALUES (TG_OP); RETURN NULL; END $$;
         CREATE TRIGGER child_local AFTER INSERT OR UPDATE OR DELETE ON child FOR EACH ROW EXECUTE FUNCTION log_child();
         CREATE ROLE ${role} LOGIN PASSWORD 'limited-pw';
+        -- CREATE: the sink's state schema, made on its first run.
         GRANT CONNECT, CREATE ON DATABASE ${db} TO ${role};
         GRANT USAGE ON SCHEMA public TO ${role};
-        GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO ${role};
-        GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO ${role};`);
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role};
+        -- Only for local_log's identity, filled by the trigger as the sink's login.
+        GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role};`);
       const url = new URL(p.targetUrl);
       url.username = role;
       url.password = "limited-pw";
