@@ -81,3 +81,23 @@ test("a table with zero columns (all dropped), and 'char' values as the inbound 
     ],
   );
 });
+
+test("a transaction replicated from elsewhere carries an origin record inside it", async () => {
+  const p = pair();
+  await p.sql(`CREATE TABLE relayed (id int PRIMARY KEY, v text)`);
+  await p.sql(`SELECT pg_replication_origin_create('upstream')`);
+  await p.sql(`SELECT pg_replication_origin_session_setup('upstream')`);
+  await p.sql(`BEGIN; SELECT pg_replication_origin_xact_setup('0/1234', now());
+               INSERT INTO relayed VALUES (1, 'from upstream'), (2, 'too'); COMMIT`);
+  await p.sql(`SELECT pg_replication_origin_session_reset()`);
+  await p.sql(`UPDATE relayed SET v = 'local' WHERE id = 2`);
+  const lines = await p.capture();
+  const kinds = lines.map((l) => /"message":\{"type":"(\w+)"/.exec(l)?.[1]);
+  const origin = kinds.indexOf("origin");
+  assert.ok(
+    origin > 0 && kinds[origin - 1] === "begin",
+    `an origin record right after a begin: ${kinds.join(",")}`,
+  );
+  await p.runUntilIdle({ maxRecords: 1 });
+  await assertSameTables(p, ["relayed"]);
+});
