@@ -20,6 +20,10 @@ export interface SinkConfig {
   /** Fluvio: the most bytes one fetch response may carry (must exceed the largest record batch). */
   fetchMaxBytes: number;
   onLostRecords: "error" | "skip";
+  /** Skip source transactions that committed at or before this LSN (the target was seeded up to it). */
+  startLsn: bigint | null;
+  /** upsert: an insert of a key the target already has updates that row. */
+  onConflict: "error" | "upsert";
 }
 
 export const DEFAULTS = {
@@ -32,6 +36,8 @@ export const DEFAULTS = {
   readTimeoutMs: 10_000,
   fetchMaxBytes: 64 * 1024 * 1024,
   onLostRecords: "error" as const,
+  startLsn: null,
+  onConflict: "error" as const,
 };
 
 const PARAMETERS = [
@@ -47,6 +53,8 @@ const PARAMETERS = [
   "read_timeout_ms",
   "fetch_max_bytes",
   "on_lost_records",
+  "start_lsn",
+  "on_conflict",
 ];
 
 const URL_SECRET = "FLUVIO_PG_DATABASE_URL";
@@ -85,7 +93,20 @@ export const ENV_SETTINGS: Record<string, string> = {
   READ_TIMEOUT_MS: "parameters.read_timeout_ms",
   FETCH_MAX_BYTES: "parameters.fetch_max_bytes",
   ON_LOST_RECORDS: "parameters.on_lost_records",
+  START_LSN: "parameters.start_lsn",
+  ON_CONFLICT: "parameters.on_conflict",
 };
+
+/** An LSN in PostgreSQL's X/Y form (two hex halves) or as a decimal number; null when it is neither. */
+export function parseLsn(v: unknown): bigint | null {
+  if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  if (typeof v !== "string") return null;
+  const t = v.trim();
+  const xy = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(t);
+  if (xy) return (BigInt(`0x${xy[1]}`) << 32n) | BigInt(`0x${xy[2]}`);
+  if (/^\d{1,20}$/.test(t) && BigInt(t) <= 0xffffffffffffffffn) return BigInt(t);
+  return null;
+}
 
 /** The same settings, validated the same way, from environment variables (see ENV_SETTINGS). */
 export function configFromEnv(env: NodeJS.ProcessEnv): SinkConfig {
@@ -222,6 +243,18 @@ export function validateConnectorConfig(
   if (onLostRecords !== "error" && onLostRecords !== "skip")
     problems.push(`parameters.on_lost_records must be "error" or "skip"`);
 
+  let startLsn: bigint | null = null;
+  if (p.start_lsn !== undefined && p.start_lsn !== null) {
+    startLsn = parseLsn(p.start_lsn);
+    if (startLsn === null)
+      problems.push(
+        `parameters.start_lsn must be an LSN like 0/16B3748 or a decimal number (got ${JSON.stringify(p.start_lsn)})`,
+      );
+  }
+  const onConflict = p.on_conflict ?? DEFAULTS.onConflict;
+  if (onConflict !== "error" && onConflict !== "upsert")
+    problems.push(`parameters.on_conflict must be "error" or "upsert"`);
+
   if (problems.length > 0) throw new ConfigError(`${origin}: ${problems.join("; ")}`);
   return {
     name: name as string,
@@ -237,6 +270,8 @@ export function validateConnectorConfig(
     readTimeoutMs,
     fetchMaxBytes,
     onLostRecords: onLostRecords as "error" | "skip",
+    startLsn,
+    onConflict: onConflict as "error" | "upsert",
   };
 }
 

@@ -1,10 +1,14 @@
 import pg from "pg";
 import { loadCatalog } from "./apply/catalog.js";
-import { executePlan } from "./apply/execute.js";
+import { loadTargetTraits } from "./apply/constraints.js";
+import { type ExecuteResult, executePlan } from "./apply/execute.js";
 import { tableOf } from "./apply/model.js";
-import { plan } from "./apply/plan.js";
+import { type Plan, type PlanState, plan } from "./apply/plan.js";
+import { type ApplyMode, enterReplicaRole, isOrderSensitiveViolation } from "./apply/role.js";
 import type { SinkConfig } from "./config.js";
+import { readSchemaHistory } from "./cutover.js";
 import { asError, DeadlineError, RecordError, SinkError, sqlState } from "./errors.js";
+import { decodeRecord } from "./events/decode.js";
 import type { Event, Relation } from "./events/types.js";
 import { failpoint } from "./failpoint.js";
 import { type Logger, redact } from "./log.js";
@@ -46,6 +50,12 @@ export interface RunSummary {
   truncates: number;
   statements: number;
   missing_rows: number;
+  /** Inserted rows whose key the target already had, updated instead (on_conflict: upsert). */
+  upserted_rows: number;
+  /** replica: session_replication_role = replica; ordered: statements follow the target's foreign keys. */
+  apply_mode: ApplyMode | null;
+  /** The optimised plan tripped a constraint and the batch was applied change by change in source order. */
+  exact_order: boolean;
   next_offset: string;
   /** Records left after next_offset, when the source knows its end. */
   lag: number | null;
@@ -160,6 +170,9 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     truncates: 0,
     statements: 0,
     missing_rows: 0,
+    upserted_rows: 0,
+    apply_mode: null,
+    exact_order: false,
     next_offset: "0",
     lag: null,
     seconds_behind_source: null,
@@ -194,8 +207,9 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     }
     failpoint("after-lock");
     let state = await loadState(client, config.stateSchema, key);
+    let legacy: bigint | null = null;
     if (!state) {
-      const legacy = await loadLegacyOffset(client);
+      legacy = await loadLegacyOffset(client);
       state = emptyState(legacy === null ? 0n : legacy + 1n);
       if (legacy !== null) {
         // The Rust sink applied record by record, so it may have stopped inside a transaction.
@@ -208,6 +222,15 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     }
     loaded = state;
     source = (deps.openSource ?? defaultOpenSource)(config, log);
+    const mode = await enterReplicaRole(client);
+    summary.apply_mode = mode;
+    log.info(
+      mode === "replica"
+        ? "applying with session_replication_role = replica: target triggers and foreign-key actions do not fire"
+        : "the login may not set session_replication_role: applying in foreign-key order; target triggers and foreign-key actions fire",
+      { apply_mode: mode },
+    );
+    if (legacy !== null) await rebuildRelationCache(client, source, legacy, state, log);
     const start = source.resolveStart ? await source.resolveStart(state.nextOffset) : state.nextOffset;
     // Records lost before the start leave no transaction open across the gap.
     if (start !== state.nextOffset) state.inTransaction = false;
@@ -228,12 +251,50 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       const c = state.relations.get(r.relId);
       return c ? [tableOf(c)] : [];
     });
-    const catalog = await loadCatalog(client, relations, types, owned);
-    const planned = plan(batch.events, { ...state, inTransaction: batch.startsInside }, catalog);
+    const followed = [
+      ...[...state.relations.values()].map(tableOf),
+      ...relations.map((r) => ({ schema: r.namespace, name: r.name })),
+    ].map((t): [string, string] => [t.schema, t.name]);
+    const traits = await loadTargetTraits(client, followed);
+    const planState: PlanState = { ...state, inTransaction: batch.startsInside };
+    const options = {
+      traits,
+      onConflict: config.onConflict,
+      startLsn: config.startLsn,
+      foreignKeyOrder: mode === "ordered",
+    };
+    const warn = (msg: string, fields: Record<string, unknown>) => log.warn(msg, fields);
+    // The exact-order fallback rolls back to here: nothing of the batch, the lock and state kept.
+    await client.query("SAVEPOINT fps_batch");
+    let planned: Plan = plan(batch.events, planState, await loadCatalog(client, relations, types, owned), options);
+    let executed: ExecuteResult;
+    if (planned.needsExactOrder) {
+      log.info(
+        "the target's ON DELETE actions could reach rows this batch re-parents: applying it change by change, in source order",
+        { from: start.toString(), to: (batch.nextOffset - 1n).toString() },
+      );
+      planned = plan(batch.events, planState, await loadCatalog(client, relations, types, owned), {
+        ...options,
+        exact: true,
+      });
+      summary.exact_order = true;
+    }
+    try {
+      executed = await executePlan(client, planned.steps, config.missingRows, warn);
+    } catch (e) {
+      if (!isOrderSensitiveViolation(e) || summary.exact_order) throw e;
+      log.warn(
+        "a set-wise statement tripped a constraint the source order kept: applying this batch again change by change, in source order",
+        { error: hideRowValues((e as Error).message), from: start.toString(), to: (batch.nextOffset - 1n).toString() },
+      );
+      await client.query("ROLLBACK TO SAVEPOINT fps_batch");
+      // The catalog is read again: the rolled-back plan's DDL changed the planner's snapshot.
+      const catalog = await loadCatalog(client, relations, types, owned);
+      planned = plan(batch.events, planState, catalog, { ...options, exact: true });
+      executed = await executePlan(client, planned.steps, config.missingRows, warn);
+      summary.exact_order = true;
+    }
     for (const w of planned.warnings) log.warn(w.message, w.fields);
-    const executed = await executePlan(client, planned.steps, config.missingRows, (msg, fields) =>
-      log.warn(msg, fields),
-    );
     failpoint("after-apply");
 
     const newState: SinkState = {
@@ -269,6 +330,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       truncates: planned.stats.truncates,
       statements: executed.statements,
       missing_rows: executed.missingRows,
+      upserted_rows: executed.upserts,
       next_offset: batch.nextOffset.toString(),
       lag: end === null ? null : Math.max(0, Number(end - batch.nextOffset)),
       seconds_behind_source:
@@ -318,4 +380,48 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     await source?.close().catch(() => {});
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * Cut-over from the original Rust sink: its offset table says where to go on, but the relation
+ * messages that describe the records after it came before it. Reads them (nothing else) from the
+ * topic's start, adopts the target tables they name (creating any the target lacks) and fills the
+ * state's relation cache, so the run continues as if it had read them itself.
+ */
+async function rebuildRelationCache(
+  client: pg.ClientBase,
+  source: Source,
+  legacy: bigint,
+  state: SinkState,
+  log: Logger,
+): Promise<void> {
+  const history = await readSchemaHistory(source, legacy);
+  // The Rust sink followed every schema change up to its offset: the last description of each
+  // table is what the target has.
+  const last = new Map<number, Event>();
+  const types: Event[] = [];
+  for (const ev of history) {
+    if (ev.kind === "relation") {
+      last.delete(ev.relation.relId);
+      last.set(ev.relation.relId, ev);
+    } else types.push(ev);
+  }
+  const events = [...types, ...last.values()];
+  const relations = [...last.values()].flatMap((ev) => (ev.kind === "relation" ? [ev.relation] : []));
+  const typeMap = new Map(state.types);
+  for (const ev of types)
+    if (ev.kind === "type") typeMap.set(ev.id, { namespace: ev.namespace, name: ev.name });
+  const catalog = await loadCatalog(client, relations, typeMap);
+  const planned = plan(
+    events,
+    { relations: new Map(), types: state.types, lastCommitLsn: null, inTransaction: true },
+    catalog,
+  );
+  await executePlan(client, planned.steps, "error", () => {});
+  state.relations = planned.state.relations;
+  state.types = planned.state.types;
+  log.info("rebuilt the relation cache from the topic's start for the cut-over from fluvio.offset", {
+    relations: relations.length,
+    up_to_offset: legacy.toString(),
+  });
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseConnectorConfig } from "../src/config.js";
+import { configFromEnv, parseConnectorConfig } from "../src/config.js";
 import { redact } from "../src/log.js";
 
 const base = `version: 0.2.0
@@ -74,4 +74,27 @@ test("fetch_max_bytes: 64 MiB by default, within what the client can send (an i3
 
 test("redact removes passwords from URLs in messages", () => {
   assert.equal(redact("failed postgres://me:pa55@host/db now"), "failed postgres://me:***@host/db now");
+});
+
+test("start_lsn takes PostgreSQL's X/Y form or a decimal; on_conflict is error or upsert; both from the environment too", () => {
+  const env = { FLUVIO_PG_DATABASE_URL: "postgres://env/db" };
+  const c = parseConnectorConfig(`${base}parameters:\n  start_lsn: 16/B374D848\n  on_conflict: upsert\n`, {
+    env,
+  });
+  assert.deepEqual([c.startLsn, c.onConflict], [(0x16n << 32n) | 0xb374d848n, "upsert"]);
+  assert.equal(
+    parseConnectorConfig(`${base}parameters:\n  start_lsn: "18446744073709551615"\n`, { env }).startLsn,
+    18446744073709551615n,
+  );
+  const d = parseConnectorConfig(base, { env });
+  assert.deepEqual([d.startLsn, d.onConflict], [null, "error"]);
+  assert.throws(
+    () => parseConnectorConfig(`${base}parameters:\n  start_lsn: 0/XYZ\n  on_conflict: merge\n`, { env }),
+    (e: Error) =>
+      e.message.includes(
+        `parameters.start_lsn must be an LSN like 0/16B3748 or a decimal number (got "0/XYZ")`,
+      ) && e.message.includes(`parameters.on_conflict must be "error" or "upsert"`),
+  );
+  const fromEnv = configFromEnv({ ...env, FLUVIO_TOPIC: "t", START_LSN: "0/1000", ON_CONFLICT: "upsert" });
+  assert.deepEqual([fromEnv.startLsn, fromEnv.onConflict], [0x1000n, "upsert"]);
 });

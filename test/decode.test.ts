@@ -24,7 +24,7 @@ test("Int8 beyond 2^53 and u64 LSNs stay exact", () => {
 test("each variant becomes PostgreSQL's text form", () => {
   const ev = decodeRecord(
     0n,
-    env(`{"type":"insert","rel_id":1,"tuple":[{"Bool":true},{"Bool":false},{"Char":120},{"Char":-1},{"Char":0},
+    env(`{"type":"insert","rel_id":1,"tuple":[{"Bool":true},{"Bool":false},{"Char":7},{"Char":9},{"Char":0},
       {"Int2":-5},{"Oid":4294967295},{"Float4":1.5},{"Float8":-1e-300},{"Float8":null},{"String":"a\\"b\\\\c\\u00e9"},
       {"RawText":[123,125]},{"RawText":[]},{"RawText":[240,159,144,152]}]}`),
   );
@@ -32,9 +32,9 @@ test("each variant becomes PostgreSQL's text form", () => {
   assert.deepEqual(ev.tuple, [
     "t",
     "f",
-    "x",
-    "\\377",
-    "",
+    "7",
+    "9",
+    "0",
     "-5",
     "4294967295",
     "1.5",
@@ -107,4 +107,36 @@ test("the lossless parser keeps number text and rejects trailing garbage", () =>
   );
   assert.throws(() => parseJsonLossless('{"a":1} x'), /trailing/);
   assert.throws(() => parseJsonLossless('{"a":01}'), /expected/);
+});
+
+test("real inbound shapes: Char digits only, zero-column relations, origin, serde floats, zero envelope LSNs", () => {
+  for (const bad of ["120", "-1", "10"])
+    assert.throws(
+      () => decodeRecord(7n, env(`{"type":"insert","rel_id":1,"tuple":["Null",{"Char":${bad}}]}`)),
+      new RegExp(
+        `^RecordError: record at offset 7: message\\.tuple\\[1\\]\\.Char is ${bad}: "char" values arrive as the digits 0\\.\\.9`,
+      ),
+    );
+  const rel = decodeRecord(
+    3n,
+    `{"wal_start":0,"wal_end":0,"timestamp":776,"message":{"type":"relation","rel_id":77,"namespace":"public","name":"empty","replica_identity":"Default","columns":[]}}`,
+  );
+  assert.ok(rel.kind === "relation");
+  assert.deepEqual(rel.relation.columns, []);
+  const ins = decodeRecord(4n, env(`{"type":"insert","rel_id":77,"tuple":[]}`));
+  assert.deepEqual(ins.kind === "insert" && ins.tuple, []);
+  const ty = decodeRecord(
+    5n,
+    `{"wal_start":0,"wal_end":0,"timestamp":1,"message":{"type":"type","id":16390,"namespace":"mood","name":"mood"}}`,
+  );
+  assert.deepEqual(ty.kind === "type" && [ty.id, ty.name], [16390, "mood"]);
+  const o = decodeRecord(6n, env(`{"type":"origin","commit_lsn":123456789,"name":"pg_16400"}`));
+  assert.deepEqual(o.kind === "origin" && [o.commitLsn, o.name], [123456789n, "pg_16400"]);
+  const f = decodeRecord(
+    8n,
+    env(
+      `{"type":"insert","rel_id":1,"tuple":[{"Float8":1e20},{"Float8":-0.0},{"Float8":1.0},{"Float4":1e-7},{"Float8":1.7976931348623157e308}]}`,
+    ),
+  );
+  assert.deepEqual(f.kind === "insert" && f.tuple, ["1e20", "-0.0", "1.0", "1e-7", "1.7976931348623157e308"]);
 });

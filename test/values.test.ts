@@ -15,12 +15,12 @@ test("every kind of value arrives exactly", async () => {
       ts timestamp, tstz timestamptz, d date, tm time, iv interval, j json, jb jsonb, u uuid,
       ia int[], ta text[], by bytea, inet_ inet, pt point, m mood, ma mood[], pi int, "we ird ""col""" text)`);
   await p.sql(`INSERT INTO "Odd ""Schema"""."Val""ues" VALUES
-      (9223372036854775807, 32767, 2147483647, 9007199254740993, 4294967295, true, 'x',
+      (9223372036854775807, 32767, 2147483647, 9007199254740993, 4294967295, true, '7',
        3.4028235e38, 1.7976931348623157e308, 12345678901234567890.0123456789, 'NaN', E'quote '' dq " bs \\\\ nl \\n tab \\t', 'ünïcødé ✓ 🐘', 'ab', 'nm',
        '2026-01-02 03:04:05.123456', '2026-01-02 03:04:05.123456+05:30', '2026-02-28', '23:59:59.999999', '1 year 2 mons 3 days 04:05:06.7',
        '{"b": 1,  "a": [1, 2.50]}', '{"b": 1, "a": [1, 2.50], "s": "x\\"y"}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
        '{1,NULL,3}', '{"a,b","c\\"d",NULL,"NULL",""}', '\\x00ff10', '192.168.0.1/24', '(1.5,-2)', 'happy', '{sad,happy}', 7, 'w'),
-      (-9223372036854775808, -32768, -2147483648, -9007199254740993, 0, false, E'\\\\', 'NaN', '-Infinity', -0.0000000001, 'Infinity', '', '', '', '',
+      (-9223372036854775808, -32768, -2147483648, -9007199254740993, 0, false, '0', 'NaN', '-Infinity', -0.0000000001, 'Infinity', '', '', '', '',
        'infinity', '-infinity', 'infinity', '00:00', '-1 days', 'null', '[]', '00000000-0000-0000-0000-000000000000',
        '{}', '{}', '\\x', '::1', '(0,0)', 'sad', '{}', 1, NULL),
       (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -52,4 +52,52 @@ test("every kind of value arrives exactly", async () => {
   await p.capture();
   await p.runUntilIdle();
   await assertSameTables(p, [`"Odd ""Schema"""."Val""ues"`]);
+});
+
+test("a table with zero columns (all dropped), and 'char' values as the inbound connector sends them", async () => {
+  const p = pair();
+  await p.sql(`CREATE TABLE hollow (a int)`);
+  await p.sql(`ALTER TABLE hollow REPLICA IDENTITY FULL`);
+  await p.sql(`INSERT INTO hollow VALUES (1)`);
+  await p.sql(`ALTER TABLE hollow DROP COLUMN a`);
+  await p.sql(`INSERT INTO hollow DEFAULT VALUES; INSERT INTO hollow DEFAULT VALUES`);
+  await p.sql(`DELETE FROM hollow WHERE ctid = (SELECT min(ctid) FROM hollow)`);
+  await p.sql(`CREATE TABLE flags (id int PRIMARY KEY, c "char")`);
+  await p.sql(`INSERT INTO flags VALUES (1, '7'), (2, '0')`);
+  // A non-digit fails the inbound connector's i8 parse and it drops the whole change: so does the
+  // capture, and the target never sees row 3.
+  await p.sql(`INSERT INTO flags VALUES (3, 'x')`);
+  const lines = await p.capture();
+  assert.ok(lines.some((l) => /"type":"relation".*"name":"hollow".*"columns":\[\]/.test(l)));
+  await p.runUntilIdle({ maxRecords: 1 });
+  const hollow = await p.target.query(`SELECT count(*)::int AS n FROM hollow`);
+  assert.equal(hollow.rows[0].n, 2);
+  const flags = await p.target.query(`SELECT id, c::text FROM flags ORDER BY id`);
+  assert.deepEqual(
+    flags.rows.map((r) => [r.id, r.c]),
+    [
+      [1, "7"],
+      [2, "0"],
+    ],
+  );
+});
+
+test("a transaction replicated from elsewhere carries an origin record inside it", async () => {
+  const p = pair();
+  await p.sql(`CREATE TABLE relayed (id int PRIMARY KEY, v text)`);
+  await p.sql(`SELECT pg_replication_origin_create('upstream')`);
+  await p.sql(`SELECT pg_replication_origin_session_setup('upstream')`);
+  await p.sql(`BEGIN; SELECT pg_replication_origin_xact_setup('0/1234', now());
+               INSERT INTO relayed VALUES (1, 'from upstream'), (2, 'too'); COMMIT`);
+  await p.sql(`SELECT pg_replication_origin_session_reset()`);
+  await p.sql(`UPDATE relayed SET v = 'local' WHERE id = 2`);
+  const lines = await p.capture();
+  const kinds = lines.map((l) => /"message":\{"type":"(\w+)"/.exec(l)?.[1]);
+  const origin = kinds.indexOf("origin");
+  assert.ok(
+    origin > 0 && kinds[origin - 1] === "begin",
+    `an origin record right after a begin: ${kinds.join(",")}`,
+  );
+  await p.runUntilIdle({ maxRecords: 1 });
+  await assertSameTables(p, ["relayed"]);
 });

@@ -8,6 +8,8 @@ export interface ExecuteResult {
   rows: number;
   /** Rows an UPDATE or DELETE did not find on the target (skipped, as PostgreSQL's subscriber does). */
   missingRows: number;
+  /** Inserted rows whose key the target already had, updated instead (on_conflict: upsert). */
+  upserts: number;
 }
 
 export type MissingRows = "skip" | "error";
@@ -29,7 +31,7 @@ export async function executePlan(
   missingRows: MissingRows,
   warn: (msg: string, fields: Record<string, unknown>) => void,
 ): Promise<ExecuteResult> {
-  const result: ExecuteResult = { statements: 0, rows: 0, missingRows: 0 };
+  const result: ExecuteResult = { statements: 0, rows: 0, missingRows: 0, upserts: 0 };
   for (const step of steps) {
     let res: pg.QueryResult;
     try {
@@ -43,7 +45,12 @@ export async function executePlan(
     }
     result.statements++;
     if (step.kind !== "dml") continue;
-    const touched = res.rowCount ?? 0;
+    let touched = res.rowCount ?? 0;
+    if (step.statement.counts) {
+      const row = res.rows[0] as { n: number; upserted: number };
+      touched = row.n;
+      result.upserts += row.upserted;
+    }
     result.rows += touched;
     if (touched < step.rows) {
       const missing = step.rows - touched;

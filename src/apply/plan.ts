@@ -10,7 +10,8 @@ import {
   type UpdateEvent,
   type Value,
 } from "../events/types.js";
-import { type CachedRelation, type Catalog, tableOf } from "./model.js";
+import { parentsFirst, type TableTraits, type TargetTraits } from "./constraints.js";
+import { type CachedRelation, type Catalog, tableKey, tableOf } from "./model.js";
 import { SchemaFollower, type SchemaWarning } from "./schema.js";
 import { displayName, qualified } from "./sql.js";
 import {
@@ -18,6 +19,7 @@ import {
   deleteRows,
   insertRows,
   type MatchSpec,
+  replaceRows,
   type Statement,
   type TableShape,
   updateRows,
@@ -71,10 +73,43 @@ export interface Plan {
   stats: PlanStats;
   /** Things the run should log (ambiguous schema histories). */
   warnings: SchemaWarning[];
+  /**
+   * With foreignKeyOrder: some set-wise order would let a target ON DELETE action (CASCADE, SET
+   * NULL) reach a row the source kept, silently; only exact source order is safe for this batch.
+   */
+  needsExactOrder: boolean;
 }
 
-export function plan(events: Iterable<Event>, state: PlanState, catalog: Catalog): Plan {
-  const p = new Planner(state, catalog);
+export interface PlanOptions {
+  /**
+   * No collapsing: every change becomes its own statement, in source order. The fallback when a
+   * statement of the optimised plan trips a constraint the source order kept.
+   */
+  exact?: boolean;
+  /** The target's generated/identity columns and foreign keys (see constraints.ts). */
+  traits?: TargetTraits;
+  /** upsert: an insert of a key the target already has updates that row (a seeded target). */
+  onConflict?: "error" | "upsert";
+  /**
+   * Order statements by the target's foreign keys (traits): the login may not set the replica
+   * role, so the target's foreign-key checks and actions fire on every statement.
+   */
+  foreignKeyOrder?: boolean;
+  /**
+   * The seed snapshot's consistent point: source transactions whose commit LSN is before it are in
+   * the target's seed and skipped. One whose commit record starts exactly there is not in the
+   * snapshot (logical decoding decodes it: SnapBuildXactNeedsSkip), so it is applied.
+   */
+  startLsn?: bigint | null;
+}
+
+export function plan(
+  events: Iterable<Event>,
+  state: PlanState,
+  catalog: Catalog,
+  options: PlanOptions = {},
+): Plan {
+  const p = new Planner(state, catalog, options);
   for (const ev of events) p.add(ev);
   return p.finish();
 }
@@ -118,18 +153,26 @@ interface OrderedPending {
 type Pending = KeyedPending | OrderedPending;
 
 interface Phases {
+  /** Rows deleted and inserted again under the same key: the delete frees the key. */
+  replaces: Step[];
   deletes: Step[];
   updates: Step[];
   inserts: Step[];
 }
 
-function shapeOf(rel: CachedRelation): TableShape {
+function shapeOf(rel: CachedRelation, traits?: TableTraits): TableShape {
   const t = tableOf(rel);
+  const columns = rel.relation.columns.map((c) => c.name);
   return {
     schema: t.schema,
     name: t.name,
-    columns: rel.relation.columns.map((c) => c.name),
+    columns,
     casts: rel.casts,
+    ...(traits && {
+      generated: columns.map((c) => traits.generated.has(c)),
+      identityAlways: columns.map((c) => traits.identityAlways.has(c)),
+      targetColumns: traits.columns,
+    }),
   };
 }
 
@@ -153,6 +196,9 @@ class Planner {
   private lastCommitLsn: bigint | null;
   private inTxn: boolean;
   private skipping = false;
+  /** The transaction being skipped is older than start_lsn (in the seed), not a re-send. */
+  private seeded = false;
+  private needsExactOrder = false;
   private txnLsn: bigint | null = null;
   private readonly stats: PlanStats = {
     transactions: 0,
@@ -163,7 +209,11 @@ class Planner {
     truncates: 0,
   };
 
-  constructor(state: PlanState, catalog: Catalog) {
+  constructor(
+    state: PlanState,
+    catalog: Catalog,
+    private readonly options: PlanOptions = {},
+  ) {
     this.types = new Map(state.types);
     this.schema = new SchemaFollower(state.relations, catalog, this.types);
     this.relations = this.schema.relations;
@@ -172,6 +222,11 @@ class Planner {
   }
 
   add(ev: Event): void {
+    this.dispatch(ev);
+    if (this.options.exact) this.flushAll();
+  }
+
+  private dispatch(ev: Event): void {
     switch (ev.kind) {
       case "begin":
         if (this.inTxn)
@@ -180,6 +235,12 @@ class Planner {
         this.txnLsn = ev.finalLsn;
         // The inbound connector re-sends transactions after a restart; commit LSNs tell them apart.
         this.skipping = this.lastCommitLsn !== null && ev.finalLsn <= this.lastCommitLsn;
+        this.seeded =
+          !this.skipping &&
+          this.options.startLsn !== undefined &&
+          this.options.startLsn !== null &&
+          ev.finalLsn < this.options.startLsn;
+        if (this.seeded) this.skipping = true;
         return;
       case "commit":
         if (!this.inTxn) throw new RecordError(ev.offset, "commit without a begin");
@@ -195,6 +256,7 @@ class Planner {
         }
         this.inTxn = false;
         this.skipping = false;
+        this.seeded = false;
         this.txnLsn = null;
         return;
       case "origin":
@@ -205,7 +267,16 @@ class Planner {
     }
     if (!this.inTxn)
       throw new RecordError(ev.offset, `${ev.kind} outside a source transaction (no begin before it)`);
-    if (this.skipping) return;
+    if (this.skipping) {
+      // The seed snapshot already holds this transaction's tables as its relation describes them:
+      // (re)adopt the table by that description instead of replaying how it got there.
+      if (this.seeded && ev.kind === "relation") {
+        this.flushTable(ev.relation.relId);
+        this.relations.delete(ev.relation.relId);
+        this.onRelation(ev);
+      }
+      return;
+    }
     switch (ev.kind) {
       case "relation":
         this.onRelation(ev);
@@ -237,6 +308,7 @@ class Planner {
       },
       stats: this.stats,
       warnings: this.warnings,
+      needsExactOrder: this.needsExactOrder,
     };
   }
 
@@ -353,12 +425,11 @@ class Planner {
       // The key moved: apply everything queued for the table, then move this one row in place.
       this.flushTable(rel.relation.relId);
       const setCols = ev.newTuple.flatMap((v, i) => (v === UNCHANGED ? [] : [i]));
-      const shape = shapeOf(rel);
       const row = [...oldKey, ...setCols.map((c) => ev.newTuple[c] as Cell)] as Cell[];
       this.steps.push({
         kind: "dml",
         op: "update",
-        statement: updateRows(shape, { cols: p.keyCols, mode: "key" }, setCols, [row]),
+        statement: this.updateStatement(rel, { cols: p.keyCols, mode: "key" }, setCols, [row]),
         table: nameOf(rel.relation),
         fromOffset: ev.offset,
         toOffset: ev.offset,
@@ -431,7 +502,11 @@ class Planner {
   ): void {
     if (op !== "insert" && matchOrRow.includes(UNCHANGED))
       throw new RecordError(offset, "old_tuple carries an unchanged-TOAST value", nameOf(p.rel.relation));
-    const setCols = newTuple ? newTuple.flatMap((v, i) => (v === UNCHANGED ? [] : [i])) : [];
+    // An identity the target fills GENERATED ALWAYS cannot be SET; one that did not change is left out.
+    const always = this.shape(p.rel).identityAlways;
+    const setCols = newTuple
+      ? newTuple.flatMap((v, i) => (v === UNCHANGED || (always?.[i] && v === matchOrRow[i]) ? [] : [i]))
+      : [];
     const oldKey = rowKey(matchOrRow);
     let run = p.runs[p.runs.length - 1];
     // One statement sees the table as it was before it; a row it changes twice needs two.
@@ -466,7 +541,9 @@ class Planner {
     // TRUNCATE (and its CASCADE) reaches beyond one table: everything queued goes first.
     this.flushAll();
     this.stats.truncates++;
-    const opts = `${ev.restartIdentity ? " RESTART IDENTITY" : ""}${ev.cascade ? " CASCADE" : ""}`;
+    // Like PostgreSQL's subscriber (apply_handle_truncate), never CASCADE on the target: the source
+    // already listed every table its CASCADE reached, and the target's other tables are not ours to empty.
+    const opts = ev.restartIdentity ? " RESTART IDENTITY" : "";
     this.steps.push({
       kind: "truncate",
       sql: `TRUNCATE TABLE ${rels
@@ -483,23 +560,109 @@ class Planner {
   private flushTable(relId: number): void {
     const p = this.pending.get(relId);
     if (!p) return;
+    // A table tied by a foreign key to another table with queued changes goes with it, so the
+    // parent/child order of flushAll still holds.
+    if (this.relatedPending(p)) {
+      this.flushAll();
+      return;
+    }
     this.pending.delete(relId);
-    const ph = this.phases(p);
-    this.steps.push(...ph.deletes, ...ph.updates, ...ph.inserts);
+    this.emit([this.phases(p)]);
+  }
+
+  private relatedPending(p: Pending): boolean {
+    const traits = this.options.traits;
+    if (!traits || this.pending.size < 2) return false;
+    const key = this.keyOfPending(p);
+    const mine = traits.get(key)?.parents;
+    for (const q of this.pending.values()) {
+      if (q === p) continue;
+      const other = this.keyOfPending(q);
+      if (mine?.has(other) || traits.get(other)?.parents.has(key)) return true;
+    }
+    return false;
+  }
+
+  private keyOfPending(p: Pending): string {
+    const t = tableOf(p.rel);
+    return tableKey(t.schema, t.name);
   }
 
   private flushAll(): void {
-    const all = [...this.pending.values()].map((p) => this.phases(p));
+    const pending = parentsFirst(
+      [...this.pending.values()],
+      (p) => this.keyOfPending(p),
+      this.options.traits ?? new Map(),
+    );
     this.pending.clear();
-    // Deletes first and inserts last, across tables, so parent/child rows meet the order they need.
-    for (const ph of all) this.steps.push(...ph.deletes);
-    for (const ph of all) this.steps.push(...ph.updates);
-    for (const ph of all) this.steps.push(...ph.inserts);
+    if (this.options.foreignKeyOrder && !this.options.exact) this.checkDeleteActions(pending);
+    this.emit(pending.map((p) => this.phases(p)));
+  }
+
+  /**
+   * Keys deleted and inserted again must be freed before the inserts, but a row that another
+   * changed row still references at that moment would be cascaded or nulled by the target: when a
+   * table with such deletes is acted on by a table with queued updates, no set-wise order is safe.
+   */
+  private checkDeleteActions(group: Pending[]): void {
+    const traits = this.options.traits;
+    if (!traits) return;
+    const updated = new Set(
+      group
+        .filter((p) => p.kind === "ordered" || [...p.entries.values()].some((e) => e.state === "update"))
+        .map((p) => this.keyOfPending(p)),
+    );
+    for (const p of group) {
+      const acted = traits.get(this.keyOfPending(p))?.actedOnBy;
+      if (!acted || acted.size === 0) continue;
+      const replaces = p.kind === "ordered" || [...p.entries.values()].some((e) => e.state === "replace");
+      if (replaces && [...acted].some((c) => updated.has(c))) this.needsExactOrder = true;
+    }
+  }
+
+  /** Emits the statements of tables given parents first, in an order their constraints can take. */
+  private emit(all: Phases[]): void {
+    const childrenFirst = [...all].reverse();
+    if (!this.options.foreignKeyOrder) {
+      // Foreign keys do not fire (replica role): only UNIQUE constraints care, and freeing keys
+      // before taking them suits them best.
+      for (const ph of childrenFirst) this.steps.push(...ph.replaces, ...ph.deletes);
+      for (const ph of all) this.steps.push(...ph.updates);
+      for (const ph of all) this.steps.push(...ph.inserts);
+      return;
+    }
+    // The target's foreign keys check and act on each statement. Keys deleted to be inserted again
+    // are freed first (children's before parents'); then parents' new rows come before the
+    // children that reference them, and children move to their new parents before the old parents
+    // are deleted, so no ON DELETE action of the target removes or nulls a row the source kept.
+    // Self-references stay within one statement, whose checks run at its end. What this order still
+    // cannot satisfy fails loudly and sends the batch to the exact-order fallback.
+    for (const ph of childrenFirst) this.steps.push(...ph.replaces);
+    for (const ph of all) this.steps.push(...ph.inserts, ...ph.updates);
+    for (const ph of childrenFirst) this.steps.push(...ph.deletes);
+  }
+
+  private shape(rel: CachedRelation): TableShape {
+    const t = tableOf(rel);
+    return shapeOf(rel, this.options.traits?.get(tableKey(t.schema, t.name)));
+  }
+
+  /** An UPDATE, or, where it must write a GENERATED ALWAYS identity column, a delete and re-insert. */
+  private updateStatement(
+    rel: CachedRelation,
+    match: MatchSpec,
+    setCols: number[],
+    rows: Cell[][],
+  ): Statement {
+    const shape = this.shape(rel);
+    if (match.mode === "key" && setCols.some((c) => shape.identityAlways?.[c]))
+      return replaceRows(shape, match, setCols, rows);
+    return updateRows(shape, match, setCols, rows);
   }
 
   private phases(p: Pending): Phases {
-    const out: Phases = { deletes: [], updates: [], inserts: [] };
-    const shape = shapeOf(p.rel);
+    const out: Phases = { replaces: [], deletes: [], updates: [], inserts: [] };
+    const shape = this.shape(p.rel);
     const table = nameOf(p.rel.relation);
     const allCols = p.rel.relation.columns.map((_, i) => i);
     if (p.kind === "ordered") {
@@ -534,27 +697,32 @@ class Planner {
       return { fromOffset: from, toOffset: to };
     };
     const entries = [...p.entries.values()];
-    const dels = entries.filter((e) => e.state === "delete" || e.state === "replace");
-    if (dels.length > 0)
-      out.deletes.push({
-        kind: "dml",
-        op: "delete",
-        statement: deleteRows(
-          shape,
-          key,
-          dels.map((e) => e.match as Cell[]),
-        ),
-        table,
-        ...span(dels),
-        rows: dels.length,
-      });
+    for (const [state, into] of [
+      ["replace", out.replaces],
+      ["delete", out.deletes],
+    ] as const) {
+      const dels = entries.filter((e) => e.state === state);
+      if (dels.length > 0)
+        into.push({
+          kind: "dml",
+          op: "delete",
+          statement: deleteRows(
+            shape,
+            key,
+            dels.map((e) => e.match as Cell[]),
+          ),
+          table,
+          ...span(dels),
+          rows: dels.length,
+        });
+    }
     const keySet = new Set(p.keyCols);
     const byMask = new Map<string, { setCols: number[]; es: Entry[] }>();
     for (const e of entries) {
       if (e.state !== "update") continue;
       const img = e.image as Value[];
-      let setCols = allCols.filter((c) => !keySet.has(c) && img[c] !== UNCHANGED);
-      if (setCols.length === 0) setCols = p.keyCols;
+      // Nothing but the key: the statement still finds the row, so a missing one is counted.
+      const setCols = allCols.filter((c) => !keySet.has(c) && img[c] !== UNCHANGED);
       const m = setCols.join();
       const g = byMask.get(m) ?? { setCols, es: [] };
       byMask.set(m, g);
@@ -564,8 +732,8 @@ class Planner {
       out.updates.push({
         kind: "dml",
         op: "update",
-        statement: updateRows(
-          shape,
+        statement: this.updateStatement(
+          p.rel,
           key,
           setCols,
           es.map((e) => [...(e.match as Cell[]), ...setCols.map((c) => (e.image as Value[])[c] as Cell)]),
@@ -583,6 +751,7 @@ class Planner {
           shape,
           allCols,
           ins.map((e) => e.image as Cell[]),
+          this.options.onConflict === "upsert" ? p.keyCols : undefined,
         ),
         table,
         ...span(ins),

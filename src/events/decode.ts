@@ -170,7 +170,7 @@ class Decoder {
   }
 
   columns(v: JsonValue | undefined): Column[] {
-    // Zero columns is valid: a table whose columns were all dropped.
+    // Zero columns is valid: a table whose columns were all dropped (its tuples are []).
     const cols = this.array(v, "message.columns");
     return cols.map((c, i) => {
       const where = `message.columns[${i}]`;
@@ -211,11 +211,12 @@ class Decoder {
         if (typeof x !== "boolean") this.fail(`${at} must be true or false`);
         return x ? "t" : "f";
       case "Char": {
-        const n = Number(this.int(x, at, -128n, 127n));
-        if (n === 0) return "";
-        // "char" prints bytes with the high bit set as \ooo; its input accepts the same.
-        if (n < 0) return `\\${(n & 0xff).toString(8).padStart(3, "0")}`;
-        return n === 0x5c ? "\\\\" : String.fromCharCode(n);
+        // The inbound connector parses "char" text as an i8, so only the digits '0'..'9' survive it,
+        // as their numeric value: write back that digit. Anything else is not what it sends.
+        const n = this.int(x, at, -128n, 127n);
+        if (n < 0n || n > 9n)
+          this.fail(`${at} is ${n}: "char" values arrive as the digits 0..9 (the inbound connector's form)`);
+        return n.toString();
       }
       case "Int2":
         return this.int(x, at, -32768n, 32767n).toString();

@@ -62,16 +62,19 @@ class Reader {
 
 const IDENTITY: Record<string, string> = { d: "Default", n: "Nothing", f: "Full", i: "Index" };
 
+/** The real inbound connector drops a change whose values it cannot parse; so does this helper. */
+class DroppedChange extends Error {}
+
 function typed(typeId: number, raw: Buffer): unknown {
   const text = raw.toString("utf8");
   switch (typeId) {
     case 16:
       return { Bool: text === "t" };
     case 18: {
-      // "char": one byte, printed as \ooo when its high bit is set.
-      const m = /^\\([0-7]{3})$/.exec(text);
-      const byte = m ? Number.parseInt(m[1] as string, 8) : raw.length === 0 ? 0 : (raw[0] as number);
-      return { Char: byte > 127 ? byte - 256 : byte };
+      // "char": the inbound connector parses the text as an i8, so a digit arrives as its value.
+      // Any other character fails that parse, and the real connector then drops the whole change.
+      if (!/^[0-9]$/.test(text)) throw new DroppedChange();
+      return { Char: Number(text) };
     }
     case 21:
       return { Int2: Number(text) };
@@ -121,16 +124,22 @@ export class WalCapture {
          'proto_version', '1', 'publication_names', $2)`,
       [this.slot, this.publication],
     );
-    return r.rows.map((row) => {
+    const out: string[] = [];
+    for (const row of r.rows) {
       const [hi, lo] = row.lsn.split("/") as [string, string];
       const lsn = (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
-      return stringify({
-        wal_start: big(lsn),
-        wal_end: big(lsn),
-        timestamp: 0,
-        message: this.decode(row.data),
-      });
-    });
+      let message: Record<string, unknown>;
+      try {
+        message = this.decode(row.data);
+      } catch (e) {
+        if (e instanceof DroppedChange) continue;
+        throw e;
+      }
+      // The real connector sends relation and type records with zero envelope LSNs.
+      const envLsn = message.type === "relation" || message.type === "type" ? 0n : lsn;
+      out.push(stringify({ wal_start: big(envLsn), wal_end: big(envLsn), timestamp: 0, message }));
+    }
+    return out;
   }
 
   private tuple(r: Reader, relId: number): unknown[] {

@@ -61,6 +61,8 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
     readTimeoutMs: DEFAULTS.readTimeoutMs,
     fetchMaxBytes: DEFAULTS.fetchMaxBytes,
     onLostRecords: DEFAULTS.onLostRecords,
+    startLsn: DEFAULTS.startLsn,
+    onConflict: DEFAULTS.onConflict,
     ...o,
   });
   const pair: Pair = {
