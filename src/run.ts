@@ -1,4 +1,4 @@
-import pg from "pg";
+import type pg from "pg";
 import { loadCatalog } from "./apply/catalog.js";
 import { executePlan } from "./apply/execute.js";
 import { plan } from "./apply/plan.js";
@@ -6,7 +6,7 @@ import type { SinkConfig } from "./config.js";
 import { RecordError, SinkError, sqlState } from "./errors.js";
 import { decodeRecord } from "./events/decode.js";
 import type { Event, Relation } from "./events/types.js";
-import { failpoint } from "./failpoint.js";
+import { failpoint, pausepoint } from "./failpoint.js";
 import type { Logger } from "./log.js";
 import { FileSource } from "./source/file.js";
 import { FluvioSource } from "./source/fluvio.js";
@@ -17,11 +17,14 @@ import {
   loadLegacyOffset,
   loadState,
   type PartitionKey,
+  peekNextOffset,
   type SinkState,
   saveBatchLimit,
   saveState,
   tryLockPartition,
 } from "./state.js";
+import { closeTarget, connectTarget, destroyTarget, targetHost } from "./target/connect.js";
+import { isSessionFailure, type Phase, TargetError } from "./target/failure.js";
 
 export interface RunSummary {
   /** applied: something was consumed; idle: nothing to do; locked: another run holds the partition. */
@@ -58,8 +61,9 @@ export interface RunDeps {
   connect?: (config: SinkConfig) => Promise<pg.Client>;
   /**
    * Wall-clock time (ms since the epoch) by which the run must have committed, e.g. a Lambda's end
-   * less a margin. Reading stops early enough to apply what was read; statements and lock waits are
-   * bounded by it. A run that still runs out of time halves its batch for the next run.
+   * less a margin; never later than run_timeout_ms after the start. Reading stops early enough to
+   * apply what was read; statements and lock waits are bounded by it. A run that still runs out of
+   * time halves its batch for the next run.
    */
   deadline?: number;
 }
@@ -67,15 +71,27 @@ export interface RunDeps {
 /** Less time than this before the deadline: the run does not start. */
 export const MIN_RUN_MS = 2000;
 
+/** Past the deadline, the run drops its connection rather than wait on the target any longer. */
+export const DEADLINE_GRACE_MS = 1000;
+
+/**
+ * Added to the run's time left for the server's idle_in_transaction_session_timeout, so the server
+ * ends a session whose client vanished mid-transaction (and frees the partition) soon after.
+ */
+export const STRANDED_GRACE_MS = 2000;
+
+export { connectTarget };
+
 /** The run ran out of the time it was given. */
 export class DeadlineError extends SinkError {
   override name = "DeadlineError";
 }
 
-function isTimeout(e: unknown): boolean {
+/** Ran out of time in a way a smaller batch helps with (not a lock another session holds). */
+function isTimeout(e: unknown, lockCappedByDeadline: boolean): boolean {
   const code = sqlState(e);
-  // 57014: statement timeout; 55P03: lock timeout.
-  return e instanceof DeadlineError || code === "57014" || code === "55P03";
+  // 57014: statement timeout; 55P03: lock timeout, when it was the deadline that ended the wait.
+  return e instanceof DeadlineError || code === "57014" || (code === "55P03" && lockCappedByDeadline);
 }
 
 export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
@@ -89,28 +105,6 @@ export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
     onLostRecords: config.onLostRecords,
     log,
   });
-}
-
-/** Connects to the target database; a failure names the cause, never the URL. */
-export async function connectTarget(config: SinkConfig): Promise<pg.Client> {
-  const client = new pg.Client({
-    connectionString: config.databaseUrl,
-    application_name: `fluvio-postgres-sink:${config.name}`,
-  });
-  // A dropped connection surfaces as a failed query; without a listener it would crash the process.
-  client.on("error", () => {});
-  try {
-    await client.connect();
-  } catch (e) {
-    const err = e as Error & { code?: string };
-    throw new SinkError(
-      `cannot connect to the target database: ${err.message}${err.code ? ` (${err.code})` : ""}`,
-      {
-        cause: e,
-      },
-    );
-  }
-  return client;
 }
 
 interface Batch {
@@ -142,6 +136,7 @@ async function readBatch(
   let nextOffset = start;
   let expected = start;
   let partial = false;
+  let exceeded = false;
   for await (const rec of source.read(start)) {
     if (rec.offset !== expected)
       throw new SinkError(`source returned offset ${rec.offset} where ${expected} was expected`);
@@ -176,6 +171,9 @@ async function readBatch(
       open.push(ev);
     }
     if (ev.kind === "commit") {
+      // Only a single transaction over the limit is worth reporting; stopping past the limit at a
+      // commit is how every batch ends.
+      if (BigInt(open.length) > limit) exceeded = true;
       for (const e of open) events.push(e);
       open = [];
       inTxn = false;
@@ -198,7 +196,7 @@ async function readBatch(
   return {
     events,
     nextOffset,
-    exceeded: nextOffset - start > limit,
+    exceeded,
     partial,
     startsInside: startsInside && events.length > 0 && events[0]?.kind !== "begin",
   };
@@ -207,6 +205,8 @@ async function readBatch(
 /**
  * One invocation: lock the partition, load state, read a bounded batch of whole source transactions,
  * apply it and the new state in one target transaction, report. Either all of it happens or none.
+ * Every wait is bounded: by the deadline, the session's timeouts, and a watchdog that drops the
+ * connection shortly after the deadline.
  */
 export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSummary> {
   const started = Date.now();
@@ -232,26 +232,56 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     partial_transaction: false,
     duration_ms: 0,
   };
-  const deadline = deps.deadline ?? null;
-  if (deadline !== null && deadline - Date.now() < MIN_RUN_MS)
+  const deadline = Math.min(deps.deadline ?? Number.POSITIVE_INFINITY, started + config.runTimeoutMs);
+  if (deadline - Date.now() < MIN_RUN_MS)
     throw new DeadlineError(
       `only ${Math.max(0, deadline - Date.now())} ms left before the deadline (at least ${MIN_RUN_MS} needed): applied nothing`,
     );
   const client = await (deps.connect ?? connectTarget)(config);
+  const host = targetHost(client);
+  let phase: Phase = "lock";
+  let offsets: string | undefined;
+  // What broke the connection between queries, and when: pg only says "not queryable" afterwards.
+  let lost: { error: Error; phase: Phase } | null = null;
+  client.on("error", (e: Error) => {
+    lost ??= { error: e, phase };
+  });
+  let deadlinePassed = false;
+  const watchdog = setTimeout(
+    () => {
+      deadlinePassed = true;
+      destroyTarget(client);
+    },
+    deadline - Date.now() + DEADLINE_GRACE_MS,
+  );
+  watchdog.unref();
   let source: Source | undefined;
   let loaded: SinkState | null = null;
+  let lockCappedByDeadline = false;
   try {
     await ensureStateTable(client, config.stateSchema);
-    await client.query("BEGIN");
-    if (deadline !== null) {
-      // The transaction must end before the deadline, waiting on locks included.
-      const ms = Math.max(1, deadline - Date.now());
-      await client.query(`SET LOCAL statement_timeout = ${ms}`);
-      await client.query(`SET LOCAL lock_timeout = ${ms}`);
-    }
+    // The transaction must end before the deadline, waiting on locks included. A session stranded
+    // in it (its client gone) is ended by the server once idle for longer than the run had left.
+    const left = Math.max(1, deadline - Date.now());
+    lockCappedByDeadline = left < config.lockTimeoutMs;
+    await client.query(
+      [
+        "BEGIN",
+        `SET LOCAL statement_timeout = ${Math.min(left, config.statementTimeoutMs)}`,
+        `SET LOCAL lock_timeout = ${Math.min(left, config.lockTimeoutMs)}`,
+        `SET LOCAL idle_in_transaction_session_timeout = ${left + STRANDED_GRACE_MS}`,
+      ].join("; "),
+    );
     if (!(await tryLockPartition(client, key))) {
       await client.query("ROLLBACK");
-      log.warn("another run is applying this partition; this run applies nothing", { ...key });
+      // The stored offset is readable without the lock (the holder has not committed a new one).
+      const stored = await peekNextOffset(client, config.stateSchema, key);
+      const legacy = stored === null ? await loadLegacyOffset(client) : null;
+      summary.next_offset = (stored ?? (legacy === null ? 0n : legacy + 1n)).toString();
+      log.warn("another run is applying this partition; this run applies nothing", {
+        ...key,
+        next_offset: summary.next_offset,
+      });
       summary.status = "locked";
       return summary;
     }
@@ -270,15 +300,24 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       }
     }
     loaded = state;
+    phase = "read";
+    offsets = `offset ${state.nextOffset}`;
     source = (deps.openSource ?? defaultOpenSource)(config, log);
     const start = source.resolveStart ? await source.resolveStart(state.nextOffset) : state.nextOffset;
     // Records lost before the start leave no transaction open across the gap.
     if (start !== state.nextOffset) state.inTransaction = false;
     summary.next_offset = start.toString();
-    const readUntil = deadline === null ? null : Date.now() + (deadline - Date.now()) / 2;
+    offsets = `offset ${start}`;
+    const readUntil = Date.now() + (deadline - Date.now()) / 2;
     const batch = await readBatch(source, start, state, config, log, readUntil, deadline);
     failpoint("after-read");
+    await pausepoint("after-read");
 
+    phase = "apply";
+    offsets =
+      batch.nextOffset > start
+        ? `offsets ${start}..${batch.nextOffset - 1n}`
+        : `offset ${start} (nothing read)`;
     const relations: Relation[] = [];
     const types = new Map(state.types);
     for (const ev of batch.events) {
@@ -292,6 +331,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       log.warn(msg, fields),
     );
     failpoint("after-apply");
+    await pausepoint("after-apply");
 
     const newState: SinkState = {
       nextOffset: batch.nextOffset,
@@ -306,8 +346,10 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     // Nothing consumed means nothing to record: the stored state already says where to resume.
     if (batch.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);
     failpoint("before-commit");
+    phase = "commit";
     await client.query("COMMIT");
     failpoint("after-commit");
+    clearTimeout(watchdog);
 
     const end = await source.endOffset().catch(() => null);
     Object.assign(summary, {
@@ -333,22 +375,41 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       });
     return summary;
   } catch (e) {
-    await client.query("ROLLBACK").catch(() => {});
-    if (deadline !== null && loaded && isTimeout(e)) {
+    const broken = lost !== null || deadlinePassed || isSessionFailure(e);
+    const connectionGone = lost !== null || deadlinePassed || (e as Error).message === "Query read timeout";
+    if (connectionGone) {
+      // Nothing more can be said on this connection; the server rolls back when it notices the
+      // drop (or at its idle-in-transaction timeout when it cannot notice).
+      destroyTarget(client);
+    } else await client.query("ROLLBACK").catch(() => {});
+    const failed = broken
+      ? TargetError.from(e, {
+          host,
+          phase,
+          config,
+          offsets,
+          lost: (lost as { error: Error } | null)?.error ?? null,
+          lostPhase: (lost as { phase: Phase } | null)?.phase,
+          deadlinePassed,
+          lockCappedByDeadline,
+        })
+      : e;
+    if (loaded && !connectionGone && isTimeout(e, lockCappedByDeadline)) {
       // Without this a batch too big for the time would fail the same way on every run.
       const limit = Math.max(1, Math.floor((loaded.batchLimit ?? config.maxRecords) / 2));
       await saveBatchLimit(client, config.stateSchema, key, loaded, limit).then(
         () => log.warn("the run ran out of time; the next run takes a smaller batch", { batch_limit: limit }),
         () => {},
       );
-      throw new DeadlineError(`${(e as Error).message}; the next run reads at most ${limit} records`, {
+      throw new DeadlineError(`${(failed as Error).message}; the next run reads at most ${limit} records`, {
         cause: e,
       });
     }
-    throw e;
+    throw failed;
   } finally {
+    clearTimeout(watchdog);
     summary.duration_ms = Date.now() - started;
     await source?.close().catch(() => {});
-    await client.end().catch(() => {});
+    await closeTarget(client);
   }
 }

@@ -59,6 +59,11 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
     missingRows: "skip",
     connectTimeoutMs: DEFAULTS.connectTimeoutMs,
     readTimeoutMs: DEFAULTS.readTimeoutMs,
+    runTimeoutMs: DEFAULTS.runTimeoutMs,
+    statementTimeoutMs: DEFAULTS.statementTimeoutMs,
+    lockTimeoutMs: DEFAULTS.lockTimeoutMs,
+    queryTimeoutMs: DEFAULTS.statementTimeoutMs + DEFAULTS.queryTimeoutMarginMs,
+    tcpKeepaliveMs: DEFAULTS.tcpKeepaliveMs,
     onLostRecords: DEFAULTS.onLostRecords,
     ...o,
   });
