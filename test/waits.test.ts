@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import pg from "pg";
 import type { SinkConfig } from "../src/config.js";
 import { silentLogger } from "../src/log.js";
-import { DEADLINE_GRACE_MS, type RunSummary, runOnce, STRANDED_GRACE_MS } from "../src/run.js";
+import { connectTarget, DEADLINE_GRACE_MS, type RunSummary, runOnce, STRANDED_GRACE_MS } from "../src/run.js";
 import { runCli, writeConfig } from "./support/cli.js";
 import { assertSameTables, makePair, type Pair, storedOffset } from "./support/harness.js";
 import { type PgServer, startPostgres, TEST_PASSWORD } from "./support/pg.js";
@@ -111,7 +111,7 @@ test("a partition right after connecting: the client's query timeout ends the ru
   const p = await makePair(server, "qto");
   const proxy = await TcpProxy.start("127.0.0.1", Number(new URL(p.targetUrl).port));
   try {
-    proxy.partitionWhenSent("SET statement_timeout");
+    proxy.partitionWhenSent("statement_timeout");
     const f = await failure(
       runOnce(p.config({ databaseUrl: proxy.url(p.targetUrl), queryTimeoutMs: 800 }), { log: silentLogger }),
     );
@@ -293,4 +293,87 @@ test("a bad database URL is a configuration error naming the setting, exit 2, no
   assert.equal(e.code, 2);
   assert.match(e.stderr, /FLUVIO_PG_DATABASE_URL \(parameters\.url is not set\) is not a valid URL/);
   assert.ok(!e.stderr.includes(TEST_PASSWORD), "no credential");
+});
+
+test("the CLI's run deadline: a wait longer than run_timeout_ms ends the run and the next run takes a smaller batch", async () => {
+  const p = await makePair(server, "clidl");
+  const blocker = new pg.Client({ connectionString: p.targetUrl });
+  await blocker.connect();
+  try {
+    await p.sql(`CREATE TABLE dl (id int PRIMARY KEY)`);
+    await p.target.query(`CREATE TABLE dl (id int PRIMARY KEY)`);
+    for (let i = 0; i < 30; i++) await p.sql(`INSERT INTO dl VALUES ($1)`, [i]);
+    await p.capture();
+    const dir = mkdtempSync(join(tmpdir(), "fps-clidl-"));
+    const config = writeConfig(
+      dir,
+      `name: sink-clidl\ntype: postgres-sink\ntopic: postgres-topic\nparameters:\n  url: ${p.targetUrl}\n  source: file:${p.topicFile}\n  max_records: 40\n  run_timeout_ms: 3000\n  lock_timeout_ms: 60000\n`,
+    );
+    await blocker.query(`BEGIN; LOCK TABLE dl IN ACCESS EXCLUSIVE MODE`);
+    const t0 = Date.now();
+    const r = await runCli(["run", "--config", config]);
+    const ms = Date.now() - t0;
+    await blocker.query("ROLLBACK");
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /target 127\.0\.0\.1:\d+, apply: offsets 0\.\.\d+: (gave up waiting for a lock another session holds \(the run's deadline came first\)|a statement ran out of time).*; the next run reads at most 20 records/,
+    );
+    // Process start-up (tsx) included.
+    assert.ok(ms < 3000 + 10_000, `ended near its deadline (${ms} ms)`);
+    assert.equal(await storedOffset(p, "sink-clidl"), "0");
+    assert.equal(await targetRows(p, "dl"), 0);
+    const limit = await p.target.query(
+      `SELECT batch_limit FROM fluvio_sink.state WHERE connector = 'sink-clidl'`,
+    );
+    assert.equal(limit.rows[0].batch_limit, 20);
+
+    for (let i = 0; i < 20; i++) {
+      const ok = await runCli(["run", "--config", config]);
+      assert.equal(ok.code, 0, ok.stderr);
+      if (JSON.parse(ok.stdout).records === 0) break;
+    }
+    assert.equal(await storedOffset(p, "sink-clidl"), String(p.records.length));
+    await assertSameTables(p, ["dl"]);
+  } finally {
+    await blocker.end();
+    await p.close();
+  }
+});
+
+test("the sink's session carries its limits on the server", async () => {
+  const p = await makePair(server, "limits");
+  try {
+    const client = await connectTarget(
+      p.config({ statementTimeoutMs: 4321, lockTimeoutMs: 1234, tcpKeepaliveMs: 7000, queryTimeoutMs: 9000 }),
+    );
+    try {
+      const shown: Record<string, string> = {};
+      for (const name of [
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "tcp_keepalives_idle",
+        "tcp_keepalives_interval",
+        "tcp_keepalives_count",
+        "tcp_user_timeout",
+        "application_name",
+      ])
+        shown[name] = (await client.query(`SELECT current_setting($1) AS v`, [name])).rows[0].v;
+      assert.deepEqual(shown, {
+        statement_timeout: "4321ms",
+        lock_timeout: "1234ms",
+        idle_in_transaction_session_timeout: "4321ms",
+        tcp_keepalives_idle: "7",
+        tcp_keepalives_interval: "7",
+        tcp_keepalives_count: "3",
+        tcp_user_timeout: "28000",
+        application_name: "fluvio-postgres-sink:sink-limits",
+      });
+    } finally {
+      await client.end();
+    }
+  } finally {
+    await p.close();
+  }
 });

@@ -26,11 +26,12 @@ export function clientOptions(config: SinkConfig): pg.ClientConfig {
 }
 
 /**
- * Server-side limits for the sink's session. The tcp_* settings make the server notice a peer that
- * vanished (keepalive probes while idle, tcp_user_timeout while its replies go unacknowledged), so
- * a stranded session ends and its locks go with it. On a Unix socket the server ignores them.
+ * Server-side limits for the sink's session, as one query and its parameters. The tcp_* settings
+ * make the server notice a peer that vanished (keepalive probes while idle, tcp_user_timeout while
+ * its replies go unacknowledged), so a stranded session ends and its locks go with it; on a Unix
+ * socket the server ignores them, and a server before PostgreSQL 12 has no tcp_user_timeout.
  */
-export function sessionSettings(config: SinkConfig): string {
+export function sessionSettings(config: SinkConfig): { text: string; values: string[] } {
   const keepaliveS = Math.max(1, Math.ceil(config.tcpKeepaliveMs / 1000));
   const settings: [string, number][] = [
     ["statement_timeout", config.statementTimeoutMs],
@@ -41,9 +42,17 @@ export function sessionSettings(config: SinkConfig): string {
     ["tcp_keepalives_idle", keepaliveS],
     ["tcp_keepalives_interval", keepaliveS],
     ["tcp_keepalives_count", KEEPALIVE_PROBES],
-    ["tcp_user_timeout", (KEEPALIVE_PROBES + 1) * config.tcpKeepaliveMs],
   ];
-  return settings.map(([name, value]) => `SET ${name} = ${Math.floor(value)}`).join("; ");
+  const calls = settings.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`);
+  const n = settings.length * 2;
+  calls.push(
+    `CASE WHEN current_setting('server_version_num')::int >= 120000 THEN set_config($${n + 1}, $${n + 2}, false) END`,
+  );
+  settings.push(["tcp_user_timeout", (KEEPALIVE_PROBES + 1) * config.tcpKeepaliveMs]);
+  return {
+    text: `SELECT ${calls.join(", ")}`,
+    values: settings.flatMap(([name, value]) => [name, String(Math.floor(value))]),
+  };
 }
 
 /** host:port (or the socket directory) of a client, for messages; never credentials. */
