@@ -76,7 +76,7 @@ for (const maxRecords of [1, 1000]) {
       assert.match(
         f.message,
         new RegExp(
-          `^target 127\\.0\\.0\\.1:${proxy.port}, apply: offsets 0\\.\\.\\d+: the run's deadline passed while waiting on the target \\(run_timeout_ms 3000\\)`,
+          `^target 127\\.0\\.0\\.1:${proxy.port}, apply: offsets 0\\.\\.\\d+: the run's deadline passed \\(run_timeout_ms 3000, or the Lambda's time left\\); the connection was dropped$`,
         ),
       );
       assert.ok(!f.message.includes(TEST_PASSWORD), "no password in the message");
@@ -215,7 +215,8 @@ async function terminateWhenIdleInTransaction(p: Pair, app: string): Promise<voi
   for (let i = 0; i < 200; i++) {
     const r = await p.target.query(
       `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
-        WHERE application_name = $1 AND state = 'idle in transaction'`,
+        WHERE application_name = $1 AND state = 'idle in transaction'
+          AND now() - state_change > interval '300 milliseconds'`,
       [app],
     );
     if (r.rows[0]?.ok) return;
@@ -374,6 +375,55 @@ test("the sink's session carries its limits on the server", async () => {
       await client.end();
     }
   } finally {
+    await p.close();
+  }
+});
+
+test("a backend terminated in the middle of a batch statement: the error names phase, offsets and table, nothing applied", async () => {
+  const p = await makePair(server, "midkill");
+  const blocker = new pg.Client({ connectionString: p.targetUrl });
+  await blocker.connect();
+  try {
+    await p.sql(`CREATE TABLE mk (id int PRIMARY KEY, v text)`);
+    await p.target.query(`CREATE TABLE mk (id int PRIMARY KEY, v text)`);
+    let id = 0;
+    for (const maxRecords of [1, 7, 1000]) {
+      for (let i = 0; i < 3; i++) {
+        await p.sql(`INSERT INTO mk VALUES ($1, 'x'), ($2, 'y')`, [id, id + 1]);
+        id += 2;
+      }
+      await p.capture();
+      const before = await storedOffset(p, "sink-midkill");
+      const rowsBefore = await targetRows(p, "mk");
+      // The batch's INSERT waits on this lock: the backend is inside a statement when it is killed.
+      await blocker.query(`BEGIN; LOCK TABLE mk IN ACCESS EXCLUSIVE MODE`);
+      const run = failure(runOnce(p.config({ maxRecords }), { log: silentLogger }));
+      let killed = false;
+      for (let i = 0; i < 200 && !killed; i++) {
+        const r = await p.target.query(
+          `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+            WHERE application_name = 'fluvio-postgres-sink:sink-midkill' AND wait_event_type = 'Lock'`,
+        );
+        killed = r.rows[0]?.ok === true;
+        if (!killed) await new Promise((r) => setTimeout(r, 25));
+      }
+      const f = await run;
+      await blocker.query("ROLLBACK");
+      assert.ok(killed, "the sink's backend was seen waiting inside its statement");
+      assert.match(
+        f.message,
+        new RegExp(
+          `^target 127\\.0\\.0\\.1:\\d+, apply: offsets ${before ?? "0"}\\.\\.\\d+: offsets? [\\d.]+, table public\\.mk: insert failed: terminating connection due to administrator command \\(SQLSTATE 57P01\\)$`,
+        ),
+      );
+      assert.equal(await storedOffset(p, "sink-midkill"), before);
+      assert.equal(await targetRows(p, "mk"), rowsBefore, "nothing applied");
+      await p.runUntilIdle({ maxRecords });
+      assert.equal(await storedOffset(p, "sink-midkill"), String(p.records.length));
+      await assertSameTables(p, ["mk"]);
+    }
+  } finally {
+    await blocker.end();
     await p.close();
   }
 });

@@ -72,13 +72,17 @@ export class TargetError extends SinkError {
         : `${x.message} (${/^[0-9A-Z]{5}$/.test(x.code) ? `SQLSTATE ${x.code}` : x.code})`;
     let detail: string;
     if (ctx.deadlinePassed)
-      detail = `the run's deadline passed while waiting on the target (run_timeout_ms ${ctx.config.runTimeoutMs}); the connection was dropped`;
+      detail = `the run's deadline passed (run_timeout_ms ${ctx.config.runTimeoutMs}, or the Lambda's time left); the connection was dropped`;
     else if (err.message === "Query read timeout")
       detail = `no reply within query_timeout_ms (${ctx.config.queryTimeoutMs} ms); the connection was dropped`;
     else if (ctx.phase === "connect" && /timeout expired|connection timeout/.test(err.message))
       detail = `no answer within connect_timeout_ms (${ctx.config.connectTimeoutMs} ms)`;
-    else if (ctx.lost)
+    // pg's own words for a dead connection say nothing; what broke it (if seen) says what happened.
+    else if (ctx.lost && CONNECTION_MESSAGES.includes(err.message))
       detail = `the connection was lost${ctx.lostPhase && ctx.lostPhase !== ctx.phase ? ` during ${ctx.lostPhase}` : ""}: ${pgText(ctx.lost as Error & { code?: string })}`;
+    else if (err.code !== undefined && /^(08|57P0)/.test(err.code))
+      // The server ended the session (terminated, shut down) or the link broke during this query.
+      detail = `the connection was lost: ${pgText(err)}`;
     else if (code === "55P03")
       detail = `gave up waiting for a lock another session holds (${ctx.lockCappedByDeadline ? "the run's deadline came first" : `lock_timeout_ms ${ctx.config.lockTimeoutMs}`}): ${err.message}`;
     else if (code === "57014")
