@@ -259,6 +259,10 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
   let loaded: SinkState | null = null;
   let lockCappedByDeadline = false;
   try {
+    if (deadline - Date.now() < MIN_RUN_MS)
+      throw new DeadlineError(
+        `only ${Math.max(0, deadline - Date.now())} ms left before the deadline after connecting to target ${host} (at least ${MIN_RUN_MS} needed): applied nothing`,
+      );
     await ensureStateTable(client, config.stateSchema);
     // The transaction must end before the deadline, waiting on locks included. A session stranded
     // in it (its client gone) is ended by the server once idle for longer than the run had left.
@@ -375,8 +379,10 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       });
     return summary;
   } catch (e) {
-    const broken = lost !== null || deadlinePassed || isSessionFailure(e);
-    const connectionGone = lost !== null || deadlinePassed || (e as Error).message === "Query read timeout";
+    // Errors of the run itself (a bad record, a rejected row) stay as they are, even if the
+    // connection broke meanwhile.
+    const broken = isSessionFailure(e);
+    const connectionGone = lost !== null || deadlinePassed || /Query read timeout/.test((e as Error).message);
     if (connectionGone) {
       // Nothing more can be said on this connection; the server rolls back when it notices the
       // drop (or at its idle-in-transaction timeout when it cannot notice).

@@ -107,7 +107,7 @@ for (const maxRecords of [1, 1000]) {
   });
 }
 
-test("a partition right after connecting: the client's query timeout ends the run in the connect phase", async () => {
+test("a partition right after connecting or mid-batch: the client's query timeout ends the run, naming the phase", async () => {
   const p = await makePair(server, "qto");
   const proxy = await TcpProxy.start("127.0.0.1", Number(new URL(p.targetUrl).port));
   try {
@@ -120,6 +120,23 @@ test("a partition right after connecting: the client's query timeout ends the ru
       `target 127.0.0.1:${proxy.port}, connect: no reply within query_timeout_ms (800 ms); the connection was dropped`,
     );
     assert.ok(f.ms < 800 + 1500, `within the query timeout (${f.ms} ms)`);
+
+    // The same in the middle of the batch: the client stops waiting for the INSERT's reply.
+    await p.sql(`CREATE TABLE qt (id int PRIMARY KEY)`);
+    await p.sql(`INSERT INTO qt VALUES (1), (2)`);
+    await p.capture();
+    proxy.partitionWhenSent("INSERT INTO");
+    const g = await failure(
+      runOnce(p.config({ databaseUrl: proxy.url(p.targetUrl), queryTimeoutMs: 800 }), { log: silentLogger }),
+    );
+    assert.match(
+      g.message,
+      new RegExp(
+        `^target 127\\.0\\.0\\.1:${proxy.port}, apply: offsets 0\\.\\.${p.records.length - 1}: no reply within query_timeout_ms \\(800 ms\\); the connection was dropped$`,
+      ),
+    );
+    assert.ok(g.ms < 800 + 2500, `within the query timeout (${g.ms} ms)`);
+    assert.equal(await storedOffset(p, "sink-qto"), null);
   } finally {
     await proxy.close();
     await p.close();

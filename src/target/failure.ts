@@ -45,8 +45,15 @@ export function isSessionFailure(e: unknown): boolean {
     // Node socket errors carry codes like ECONNRESET.
     if (/^E[A-Z]+$/.test(code)) return true;
   }
-  const msg = (e as Error | null)?.message;
-  return typeof msg === "string" && CONNECTION_MESSAGES.includes(msg);
+  return isConnectionMessage(e);
+}
+
+/** pg's message for a dead connection, on the error or the one it wraps (e.g. a failed statement). */
+function isConnectionMessage(e: unknown): boolean {
+  const err = e as { message?: unknown; cause?: { message?: unknown } } | null;
+  return [err?.message, err?.cause?.message].some(
+    (m) => typeof m === "string" && CONNECTION_MESSAGES.includes(m),
+  );
 }
 
 /** A wait on the target that failed or ran out: names host, phase and offsets, never the URL. */
@@ -73,12 +80,15 @@ export class TargetError extends SinkError {
     let detail: string;
     if (ctx.deadlinePassed)
       detail = `the run's deadline passed (run_timeout_ms ${ctx.config.runTimeoutMs}, or the Lambda's time left); the connection was dropped`;
-    else if (err.message === "Query read timeout")
+    else if (
+      err.message === "Query read timeout" ||
+      (err.cause as Error | undefined)?.message === "Query read timeout"
+    )
       detail = `no reply within query_timeout_ms (${ctx.config.queryTimeoutMs} ms); the connection was dropped`;
     else if (ctx.phase === "connect" && /timeout expired|connection timeout/.test(err.message))
       detail = `no answer within connect_timeout_ms (${ctx.config.connectTimeoutMs} ms)`;
     // pg's own words for a dead connection say nothing; what broke it (if seen) says what happened.
-    else if (ctx.lost && CONNECTION_MESSAGES.includes(err.message))
+    else if (ctx.lost && isConnectionMessage(err))
       detail = `the connection was lost${ctx.lostPhase && ctx.lostPhase !== ctx.phase ? ` during ${ctx.lostPhase}` : ""}: ${pgText(ctx.lost as Error & { code?: string })}`;
     else if (err.code !== undefined && /^(08|57P0)/.test(err.code))
       // The server ended the session (terminated, shut down) or the link broke during this query.
