@@ -118,7 +118,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const err = asError(e);
     log.error(safeText(redact(err.message)), { error: err.name });
-    return 1;
+    // A URL that only turns out unusable when connecting is still a configuration problem.
+    return err instanceof ConfigError ? 2 : 1;
   }
 }
 

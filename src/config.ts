@@ -19,6 +19,16 @@ export interface SinkConfig {
   readTimeoutMs: number;
   /** Fluvio: the most bytes one fetch response may carry (must exceed the largest record batch). */
   fetchMaxBytes: number;
+  /** The CLI's deadline for a whole run (the Lambda's is also bounded by its remaining time). */
+  runTimeoutMs: number;
+  /** Server-side cap on one statement (the run's time left caps it further). */
+  statementTimeoutMs: number;
+  /** Server-side cap on waiting for a lock another session holds. */
+  lockTimeoutMs: number;
+  /** Client-side cap on waiting for any one reply from the target. */
+  queryTimeoutMs: number;
+  /** TCP keepalive on both ends of the target connection. */
+  tcpKeepaliveMs: number;
   onLostRecords: "error" | "skip";
   /** Skip source transactions that committed at or before this LSN (the target was seeded up to it). */
   startLsn: bigint | null;
@@ -35,6 +45,12 @@ export const DEFAULTS = {
   connectTimeoutMs: 10_000,
   readTimeoutMs: 10_000,
   fetchMaxBytes: 64 * 1024 * 1024,
+  runTimeoutMs: 120_000,
+  statementTimeoutMs: 60_000,
+  lockTimeoutMs: 10_000,
+  /** Added to the statement timeout, so the server's own timeout error (with its SQLSTATE) comes first. */
+  queryTimeoutMarginMs: 5_000,
+  tcpKeepaliveMs: 15_000,
   onLostRecords: "error" as const,
   startLsn: null,
   onConflict: "error" as const,
@@ -52,10 +68,18 @@ const PARAMETERS = [
   "connect_timeout_ms",
   "read_timeout_ms",
   "fetch_max_bytes",
+  "run_timeout_ms",
+  "statement_timeout_ms",
+  "lock_timeout_ms",
+  "query_timeout_ms",
+  "tcp_keepalive_ms",
   "on_lost_records",
   "start_lsn",
   "on_conflict",
 ];
+
+/** A run with less time than this does not start (see runOnce). */
+export const MIN_RUN_TIMEOUT_MS = 2000;
 
 const URL_SECRET = "FLUVIO_PG_DATABASE_URL";
 
@@ -92,6 +116,11 @@ export const ENV_SETTINGS: Record<string, string> = {
   CONNECT_TIMEOUT_MS: "parameters.connect_timeout_ms",
   READ_TIMEOUT_MS: "parameters.read_timeout_ms",
   FETCH_MAX_BYTES: "parameters.fetch_max_bytes",
+  RUN_TIMEOUT_MS: "parameters.run_timeout_ms",
+  STATEMENT_TIMEOUT_MS: "parameters.statement_timeout_ms",
+  LOCK_TIMEOUT_MS: "parameters.lock_timeout_ms",
+  QUERY_TIMEOUT_MS: "parameters.query_timeout_ms",
+  TCP_KEEPALIVE_MS: "parameters.tcp_keepalive_ms",
   ON_LOST_RECORDS: "parameters.on_lost_records",
   START_LSN: "parameters.start_lsn",
   ON_CONFLICT: "parameters.on_conflict",
@@ -191,8 +220,15 @@ export function validateConnectorConfig(
         );
     } else databaseUrl = rawUrl;
   }
+  const urlSetting =
+    rawUrl === undefined || rawUrl === null ? `${URL_SECRET} (parameters.url is not set)` : "parameters.url";
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl))
-    problems.push("parameters.url must be a postgres:// or postgresql:// URL");
+    problems.push(`${urlSetting} must be a postgres:// or postgresql:// URL`);
+  else if (databaseUrl !== undefined && !parsesAsUrl(databaseUrl))
+    // Never echo the value: it holds the password.
+    problems.push(
+      `${urlSetting} is not a valid URL (check the host and port, and percent-encode reserved characters such as @ : / in the user and password)`,
+    );
 
   let source: SinkConfig["source"] = { kind: "fluvio", endpoint: null };
   const rawSource = p.source;
@@ -239,6 +275,31 @@ export function validateConnectorConfig(
     DEFAULTS.fetchMaxBytes,
     2 ** 31 - 1,
   );
+  const runTimeoutMs = int(
+    p.run_timeout_ms,
+    "parameters.run_timeout_ms",
+    MIN_RUN_TIMEOUT_MS,
+    DEFAULTS.runTimeoutMs,
+  );
+  const statementTimeoutMs = int(
+    p.statement_timeout_ms,
+    "parameters.statement_timeout_ms",
+    1,
+    DEFAULTS.statementTimeoutMs,
+  );
+  const lockTimeoutMs = int(p.lock_timeout_ms, "parameters.lock_timeout_ms", 1, DEFAULTS.lockTimeoutMs);
+  const queryTimeoutMs = int(
+    p.query_timeout_ms,
+    "parameters.query_timeout_ms",
+    1,
+    statementTimeoutMs + DEFAULTS.queryTimeoutMarginMs,
+  );
+  const tcpKeepaliveMs = int(
+    p.tcp_keepalive_ms,
+    "parameters.tcp_keepalive_ms",
+    1000,
+    DEFAULTS.tcpKeepaliveMs,
+  );
   const onLostRecords = p.on_lost_records ?? DEFAULTS.onLostRecords;
   if (onLostRecords !== "error" && onLostRecords !== "skip")
     problems.push(`parameters.on_lost_records must be "error" or "skip"`);
@@ -269,10 +330,29 @@ export function validateConnectorConfig(
     connectTimeoutMs,
     readTimeoutMs,
     fetchMaxBytes,
+    runTimeoutMs,
+    statementTimeoutMs,
+    lockTimeoutMs,
+    queryTimeoutMs,
+    tcpKeepaliveMs,
     onLostRecords: onLostRecords as "error" | "skip",
     startLsn,
     onConflict: onConflict as "error" | "upsert",
   };
+}
+
+/** Whether node-postgres will parse the URL (WHATWG rules, an empty host allowed as it allows it). */
+function parsesAsUrl(url: string): boolean {
+  const text = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url)
+    ? encodeURI(url).replace(/%25(\d\d)/g, "%$1")
+    : url;
+  for (const candidate of [text, text.replace("@/", "@___empty___/")]) {
+    try {
+      const u = new URL(candidate);
+      return u.port === "" || Number(u.port) > 0;
+    } catch {}
+  }
+  return false;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

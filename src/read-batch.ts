@@ -71,6 +71,7 @@ export async function readBatch(
   let expected = from;
   let checked = !verify;
   let partial = false;
+  let exceeded = false;
   reading: for await (const run of source.read(from, { hint, unverified: !verify }))
     for (const rec of run) {
       if (rec.lost) {
@@ -144,6 +145,9 @@ export async function readBatch(
         open.push(ev);
       }
       if (ev.kind === "commit") {
+        // Only a single transaction over the limit is worth reporting; stopping past the limit at a
+        // commit is how every batch ends.
+        if (BigInt(open.length) > limit) exceeded = true;
         for (const e of open) events.push(e);
         open = [];
         inTxn = false;
@@ -178,7 +182,7 @@ export async function readBatch(
   return {
     events,
     nextOffset,
-    exceeded: nextOffset - start > limit,
+    exceeded,
     partial,
     startsInside: startsInside && events.length > 0 && events[0]?.kind !== "begin",
     resumePosition,

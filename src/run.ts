@@ -1,4 +1,4 @@
-import pg from "pg";
+import type pg from "pg";
 import { loadCatalog } from "./apply/catalog.js";
 import { loadTargetTraits } from "./apply/constraints.js";
 import { type ExecuteResult, executePlan } from "./apply/execute.js";
@@ -10,7 +10,7 @@ import { readSchemaHistory } from "./cutover.js";
 import { asError, DeadlineError, RecordError, SinkError, sqlState } from "./errors.js";
 import { decodeRecord } from "./events/decode.js";
 import type { Event, Relation } from "./events/types.js";
-import { failpoint } from "./failpoint.js";
+import { failpoint, pausepoint } from "./failpoint.js";
 import { type Logger, redact } from "./log.js";
 import { readBatch } from "./read-batch.js";
 import { hideRowValues, scrubError } from "./row-values.js";
@@ -23,6 +23,7 @@ import {
   loadLegacyOffset,
   loadState,
   type PartitionKey,
+  peekNextOffset,
   recordFailure,
   recordSuccess,
   type SinkState,
@@ -31,6 +32,8 @@ import {
   secondsSince,
   tryLockPartition,
 } from "./state.js";
+import { closeTarget, connectTarget, destroyTarget, targetHost } from "./target/connect.js";
+import { isSessionFailure, type Phase, TargetError } from "./target/failure.js";
 
 export interface RunSummary {
   /** applied: something was consumed; idle: nothing to do; locked: another run holds the partition. */
@@ -78,8 +81,9 @@ export interface RunDeps {
   connect?: (config: SinkConfig) => Promise<pg.Client>;
   /**
    * Wall-clock time (ms since the epoch) by which the run must have committed, e.g. a Lambda's end
-   * less a margin. Reading stops early enough to apply what was read; statements and lock waits are
-   * bounded by it. A run that still runs out of time halves its batch for the next run.
+   * less a margin; never later than run_timeout_ms after the start. Reading stops early enough to
+   * apply what was read; statements and lock waits are bounded by it. A run that still runs out of
+   * time halves its batch for the next run.
    */
   deadline?: number;
   /** Told what is known about a run that fails, before its error is thrown (for metrics). */
@@ -106,10 +110,22 @@ export const MIN_RUN_MS = 2000;
 
 export { DeadlineError };
 
-function isTimeout(e: unknown): boolean {
+/** Past the deadline, the run drops its connection rather than wait on the target any longer. */
+export const DEADLINE_GRACE_MS = 1000;
+
+/**
+ * Added to the run's time left for the server's idle_in_transaction_session_timeout, so the server
+ * ends a session whose client vanished mid-transaction (and frees the partition) soon after.
+ */
+export const STRANDED_GRACE_MS = 2000;
+
+export { connectTarget };
+
+/** Ran out of time in a way a smaller batch helps with (not a lock another session holds). */
+function isTimeout(e: unknown, lockCappedByDeadline: boolean): boolean {
   const code = sqlState(e);
-  // 57014: statement timeout; 55P03: lock timeout.
-  return e instanceof DeadlineError || code === "57014" || code === "55P03";
+  // 57014: statement timeout; 55P03: lock timeout, when it was the deadline that ended the wait.
+  return e instanceof DeadlineError || code === "57014" || (code === "55P03" && lockCappedByDeadline);
 }
 
 export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
@@ -126,31 +142,11 @@ export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
   });
 }
 
-/** Connects to the target database; a failure names the cause, never the URL. */
-export async function connectTarget(config: SinkConfig): Promise<pg.Client> {
-  const client = new pg.Client({
-    connectionString: config.databaseUrl,
-    application_name: `fluvio-postgres-sink:${config.name}`,
-  });
-  // A dropped connection surfaces as a failed query; without a listener it would crash the process.
-  client.on("error", () => {});
-  try {
-    await client.connect();
-  } catch (e) {
-    const err = e as Error & { code?: string };
-    throw new SinkError(
-      `cannot connect to the target database: ${err.message}${err.code ? ` (${err.code})` : ""}`,
-      {
-        cause: e,
-      },
-    );
-  }
-  return client;
-}
-
 /**
  * One invocation: lock the partition, load state, read a bounded batch of whole source transactions,
  * apply it and the new state in one target transaction, report. Either all of it happens or none.
+ * Every wait is bounded: by the deadline, the session's timeouts, and a watchdog that drops the
+ * connection shortly after the deadline.
  */
 export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSummary> {
   const started = Date.now();
@@ -180,28 +176,62 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     partial_transaction: false,
     duration_ms: 0,
   };
-  const deadline = deps.deadline ?? null;
-  if (deadline !== null && deadline - Date.now() < MIN_RUN_MS)
+  const deadline = Math.min(deps.deadline ?? Number.POSITIVE_INFINITY, started + config.runTimeoutMs);
+  if (deadline - Date.now() < MIN_RUN_MS)
     throw new DeadlineError(
       `only ${Math.max(0, deadline - Date.now())} ms left before the deadline (at least ${MIN_RUN_MS} needed): applied nothing`,
     );
   const client = await (deps.connect ?? connectTarget)(config);
+  const host = targetHost(client);
+  let phase: Phase = "lock";
+  let offsets: string | undefined;
+  // What broke the connection between queries, and when: pg only says "not queryable" afterwards.
+  let lost: { error: Error; phase: Phase } | null = null;
+  client.on("error", (e: Error) => {
+    lost ??= { error: e, phase };
+  });
+  let deadlinePassed = false;
+  const watchdog = setTimeout(
+    () => {
+      deadlinePassed = true;
+      destroyTarget(client);
+    },
+    deadline - Date.now() + DEADLINE_GRACE_MS,
+  );
+  watchdog.unref();
   let source: Source | undefined;
   let loaded: SinkState | null = null;
   // Whether the run read records past the stored offset: if it fails, they are still to be applied.
   let readPending = false;
+  let lockCappedByDeadline = false;
   try {
+    if (deadline - Date.now() < MIN_RUN_MS)
+      throw new DeadlineError(
+        `only ${Math.max(0, deadline - Date.now())} ms left before the deadline after connecting to target ${host} (at least ${MIN_RUN_MS} needed): applied nothing`,
+      );
     await ensureStateTable(client, config.stateSchema);
-    await client.query("BEGIN");
-    if (deadline !== null) {
-      // The transaction must end before the deadline, waiting on locks included.
-      const ms = Math.max(1, deadline - Date.now());
-      await client.query(`SET LOCAL statement_timeout = ${ms}`);
-      await client.query(`SET LOCAL lock_timeout = ${ms}`);
-    }
+    // The transaction must end before the deadline, waiting on locks included. A session stranded
+    // in it (its client gone) is ended by the server once idle for longer than the run had left.
+    const left = Math.max(1, deadline - Date.now());
+    lockCappedByDeadline = left < config.lockTimeoutMs;
+    await client.query(
+      [
+        "BEGIN",
+        `SET LOCAL statement_timeout = ${Math.min(left, config.statementTimeoutMs)}`,
+        `SET LOCAL lock_timeout = ${Math.min(left, config.lockTimeoutMs)}`,
+        `SET LOCAL idle_in_transaction_session_timeout = ${left + STRANDED_GRACE_MS}`,
+      ].join("; "),
+    );
     if (!(await tryLockPartition(client, key))) {
       await client.query("ROLLBACK");
-      log.warn("another run is applying this partition; this run applies nothing", { ...key });
+      // The stored offset is readable without the lock (the holder has not committed a new one).
+      const stored = await peekNextOffset(client, config.stateSchema, key);
+      const legacy = stored === null ? await loadLegacyOffset(client) : null;
+      summary.next_offset = (stored ?? (legacy === null ? 0n : legacy + 1n)).toString();
+      log.warn("another run is applying this partition; this run applies nothing", {
+        ...key,
+        next_offset: summary.next_offset,
+      });
       summary.status = "locked";
       return summary;
     }
@@ -221,6 +251,8 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       }
     }
     loaded = state;
+    phase = "read";
+    offsets = `offset ${state.nextOffset}`;
     source = (deps.openSource ?? defaultOpenSource)(config, log);
     const mode = await enterReplicaRole(client);
     summary.apply_mode = mode;
@@ -235,11 +267,18 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     // Records lost before the start leave no transaction open across the gap.
     if (start !== state.nextOffset) state.inTransaction = false;
     summary.next_offset = start.toString();
-    const readUntil = deadline === null ? null : Date.now() + (deadline - Date.now()) / 2;
+    offsets = `offset ${start}`;
+    const readUntil = Date.now() + (deadline - Date.now()) / 2;
     const batch = await readBatch(source, start, state, config, log, readUntil, deadline);
     readPending = batch.nextOffset > start;
     failpoint("after-read");
+    await pausepoint("after-read");
 
+    phase = "apply";
+    offsets =
+      batch.nextOffset > start
+        ? `offsets ${start}..${batch.nextOffset - 1n}`
+        : `offset ${start} (nothing read)`;
     const relations: Relation[] = [];
     const types = new Map(state.types);
     for (const ev of batch.events) {
@@ -266,7 +305,12 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     const warn = (msg: string, fields: Record<string, unknown>) => log.warn(msg, fields);
     // The exact-order fallback rolls back to here: nothing of the batch, the lock and state kept.
     await client.query("SAVEPOINT fps_batch");
-    let planned: Plan = plan(batch.events, planState, await loadCatalog(client, relations, types, owned), options);
+    let planned: Plan = plan(
+      batch.events,
+      planState,
+      await loadCatalog(client, relations, types, owned),
+      options,
+    );
     let executed: ExecuteResult;
     if (planned.needsExactOrder) {
       log.info(
@@ -285,7 +329,11 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       if (!isOrderSensitiveViolation(e) || summary.exact_order) throw e;
       log.warn(
         "a set-wise statement tripped a constraint the source order kept: applying this batch again change by change, in source order",
-        { error: hideRowValues((e as Error).message), from: start.toString(), to: (batch.nextOffset - 1n).toString() },
+        {
+          error: hideRowValues((e as Error).message),
+          from: start.toString(),
+          to: (batch.nextOffset - 1n).toString(),
+        },
       );
       await client.query("ROLLBACK TO SAVEPOINT fps_batch");
       // The catalog is read again: the rolled-back plan's DDL changed the planner's snapshot.
@@ -296,6 +344,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     }
     for (const w of planned.warnings) log.warn(w.message, w.fields);
     failpoint("after-apply");
+    await pausepoint("after-apply");
 
     const newState: SinkState = {
       nextOffset: batch.nextOffset,
@@ -315,8 +364,10 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     const commitTime = lastCommitTime(batch.events, state.lastCommitTime ?? null);
     await recordSuccess(client, config.stateSchema, key, commitTime);
     failpoint("before-commit");
+    phase = "commit";
     await client.query("COMMIT");
     failpoint("after-commit");
+    clearTimeout(watchdog);
 
     const end = await source.endOffset().catch(() => null);
     Object.assign(summary, {
@@ -351,23 +402,45 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       });
     return summary;
   } catch (caught) {
-    await client.query("ROLLBACK").catch(() => {});
-    let e = caught;
-    if (deadline !== null && loaded && isTimeout(e)) {
+    // Errors of the run itself (a bad record, a rejected row) stay as they are, even if the
+    // connection broke meanwhile.
+    const broken = isSessionFailure(caught);
+    const connectionGone =
+      lost !== null || deadlinePassed || /Query read timeout/.test(asError(caught).message);
+    if (connectionGone) {
+      // Nothing more can be said on this connection; the server rolls back when it notices the
+      // drop (or at its idle-in-transaction timeout when it cannot notice).
+      destroyTarget(client);
+    } else await client.query("ROLLBACK").catch(() => {});
+    let e: unknown = broken
+      ? TargetError.from(caught, {
+          host,
+          phase,
+          config,
+          offsets,
+          lost: (lost as { error: Error } | null)?.error ?? null,
+          lostPhase: (lost as { phase: Phase } | null)?.phase,
+          deadlinePassed,
+          lockCappedByDeadline,
+        })
+      : caught;
+    if (loaded && !connectionGone && isTimeout(caught, lockCappedByDeadline)) {
       // Without this a batch too big for the time would fail the same way on every run.
       const limit = Math.max(1, Math.floor((loaded.batchLimit ?? config.maxRecords) / 2));
       await saveBatchLimit(client, config.stateSchema, key, loaded, limit).then(
         () => log.warn("the run ran out of time; the next run takes a smaller batch", { batch_limit: limit }),
         () => {},
       );
-      e = new DeadlineError(`${(e as Error).message}; the next run reads at most ${limit} records`, {
-        cause: e,
+      e = new DeadlineError(`${asError(e).message}; the next run reads at most ${limit} records`, {
+        cause: caught,
       });
     }
     scrubError(e);
     // Recorded apart from the data, which was rolled back; a target that is gone cannot record it.
     const message = hideRowValues(redact(asError(e).message)).slice(0, 2000);
-    const failures = await recordFailure(client, config.stateSchema, key, loaded, message).catch(() => null);
+    const failures = connectionGone
+      ? null
+      : await recordFailure(client, config.stateSchema, key, loaded, message).catch(() => null);
     const pending = readPending || caught instanceof RecordError;
     const behind = pending ? (loaded?.lastCommitTime ?? null) : null;
     deps.onFailure?.({
@@ -376,9 +449,10 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     });
     throw e;
   } finally {
+    clearTimeout(watchdog);
     summary.duration_ms = Date.now() - started;
     await source?.close().catch(() => {});
-    await client.end().catch(() => {});
+    await closeTarget(client);
   }
 }
 

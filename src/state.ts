@@ -379,3 +379,17 @@ export async function saveBatchLimit(
     throw e;
   }
 }
+
+/** The stored next offset, read without waiting for the run that holds the partition. */
+export async function peekNextOffset(
+  client: pg.ClientBase,
+  schema: string,
+  key: PartitionKey,
+): Promise<bigint | null> {
+  const r = await client.query(
+    `SELECT next_offset::text AS o FROM ${qualified(schema, TABLE)}
+      WHERE connector = $1 AND topic = $2 AND partition = $3`,
+    [key.connector, key.topic, key.partition],
+  );
+  return r.rows[0] ? BigInt(r.rows[0].o) : null;
+}

@@ -144,3 +144,57 @@ test("the original connector's fluvio.offset is honoured when there is no state 
     await p.close();
   }
 });
+
+test("max_records_exceeded only when one transaction is larger than the limit; a locked run reports the stored offset", async () => {
+  const p = await makePair(server, "exceed");
+  try {
+    await p.sql(`CREATE TABLE ex (id int PRIMARY KEY)`);
+    let id = 0;
+    for (const maxRecords of [1, 7, 1000]) {
+      // Transactions of 3 records (begin, insert, commit) and one of 2 * maxRecords + 2 records.
+      for (let i = 0; i < 20; i++) await p.sql(`INSERT INTO ex VALUES ($1)`, [id++]);
+      await p.capture();
+      const small = await p.runUntilIdle({ maxRecords });
+      const runs = small.filter((s) => s.records > 0);
+      assert.ok(runs.length >= 1);
+      if (maxRecords === 7)
+        assert.ok(
+          runs.some((s) => s.records > maxRecords),
+          "some runs end past the limit, at a commit",
+        );
+      assert.deepEqual(
+        runs.map((s) => s.max_records_exceeded),
+        runs.map((s) => s.transactions === 1 && s.records > maxRecords),
+        `max_records ${maxRecords}: only runs whose single transaction exceeds the limit`,
+      );
+
+      await p.sql(`INSERT INTO ex SELECT g FROM generate_series($1::int, $1::int + $2::int - 1) g`, [
+        id,
+        2 * maxRecords,
+      ]);
+      id += 2 * maxRecords;
+      const bigTxn = await p.capture();
+      const stored = await storedOffset(p, "sink-exceed");
+      const holder = p.target;
+      await holder.query("BEGIN");
+      await holder.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [
+        JSON.stringify(["fluvio-postgres-sink", "sink-exceed", "postgres-topic", 0]),
+      ]);
+      // The holder also has the state row locked, as a run does: the locked run must not wait for it.
+      await holder.query(`SELECT 1 FROM fluvio_sink.state WHERE connector = 'sink-exceed' FOR UPDATE`);
+      const locked = await p.run({ maxRecords });
+      await holder.query("ROLLBACK");
+      assert.equal(locked.status, "locked");
+      assert.equal(locked.next_offset, stored);
+
+      const big = await p.run({ maxRecords });
+      assert.equal(big.records, bigTxn.length);
+      assert.equal(big.transactions, 1);
+      assert.equal(big.max_records_exceeded, true, `max_records ${maxRecords}: a transaction over the limit`);
+      assert.equal(await storedOffset(p, "sink-exceed"), String(p.records.length));
+      await assertSameTables(p, ["ex"]);
+    }
+  } finally {
+    await p.close();
+  }
+});

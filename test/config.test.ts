@@ -98,3 +98,70 @@ test("start_lsn takes PostgreSQL's X/Y form or a decimal; on_conflict is error o
   const fromEnv = configFromEnv({ ...env, FLUVIO_TOPIC: "t", START_LSN: "0/1000", ON_CONFLICT: "upsert" });
   assert.deepEqual([fromEnv.startLsn, fromEnv.onConflict], [0x1000n, "upsert"]);
 });
+
+test("timeouts: documented defaults, settable in the config and the environment, validated", () => {
+  const url = "postgres://u:p@h:5432/db";
+  const d = parseConnectorConfig(`${base}parameters:\n  url: ${url}\n`, { env: {} });
+  assert.deepEqual(
+    [
+      d.connectTimeoutMs,
+      d.runTimeoutMs,
+      d.statementTimeoutMs,
+      d.lockTimeoutMs,
+      d.queryTimeoutMs,
+      d.tcpKeepaliveMs,
+    ],
+    [10_000, 120_000, 60_000, 10_000, 65_000, 15_000],
+  );
+  const c = parseConnectorConfig(
+    `${base}parameters:\n  url: ${url}\n  run_timeout_ms: 5000\n  statement_timeout_ms: 3000\n  lock_timeout_ms: 200\n  tcp_keepalive_ms: 2000\n`,
+    { env: {} },
+  );
+  assert.deepEqual(
+    [c.runTimeoutMs, c.statementTimeoutMs, c.lockTimeoutMs, c.queryTimeoutMs, c.tcpKeepaliveMs],
+    [5000, 3000, 200, 8000, 2000],
+  );
+  const e = configFromEnv({
+    FLUVIO_TOPIC: "t",
+    FLUVIO_PG_DATABASE_URL: url,
+    RUN_TIMEOUT_MS: "9000",
+    STATEMENT_TIMEOUT_MS: "4000",
+    LOCK_TIMEOUT_MS: "300",
+    QUERY_TIMEOUT_MS: "4500",
+    TCP_KEEPALIVE_MS: "5000",
+  });
+  assert.deepEqual(
+    [e.runTimeoutMs, e.statementTimeoutMs, e.lockTimeoutMs, e.queryTimeoutMs, e.tcpKeepaliveMs],
+    [9000, 4000, 300, 4500, 5000],
+  );
+  assert.throws(
+    () =>
+      parseConnectorConfig(
+        `${base}parameters:\n  url: ${url}\n  run_timeout_ms: 1500\n  lock_timeout_ms: 0\n`,
+        {
+          env: {},
+        },
+      ),
+    /parameters\.run_timeout_ms must be an integer >= 2000; parameters\.lock_timeout_ms must be an integer >= 1/,
+  );
+});
+
+test("an unparsable URL names its setting and is never echoed", () => {
+  for (const [yaml, env, setting] of [
+    [`  url: "postgres://u:se#cret@h/db"\n`, {}, "parameters.url"],
+    ["", { FLUVIO_PG_DATABASE_URL: "postgres://u:se#cret@h:70000/db" }, "FLUVIO_PG_DATABASE_URL"],
+    [`  url: "postgres://u:secret@h:notaport/db"\n`, {}, "parameters.url"],
+  ] as const) {
+    try {
+      parseConnectorConfig(`${base}parameters:\n${yaml}`, { env });
+      assert.fail("expected a ConfigError");
+    } catch (e) {
+      assert.equal((e as Error).name, "ConfigError");
+      assert.match((e as Error).message, new RegExp(`${setting.replace(".", "\\.")}.* is not a valid URL`));
+      assert.ok(!(e as Error).message.includes("cret"), "no credential");
+    }
+  }
+  // What node-postgres accepts stays accepted: a socket directory in the query, an empty host.
+  for (const ok of ["postgres:///db?host=/var/run/postgresql", "postgres://u:p@/db", "postgres://u:p w@h/db"])
+    assert.equal(parseConnectorConfig(`${base}parameters:\n  url: "${ok}"\n`, { env: {} }).databaseUrl, ok);
+});
