@@ -1,4 +1,4 @@
-import pg from "pg";
+import type pg from "pg";
 import { loadCatalog } from "./apply/catalog.js";
 import { executePlan } from "./apply/execute.js";
 import { plan } from "./apply/plan.js";
@@ -22,6 +22,10 @@ import {
   saveState,
   tryLockPartition,
 } from "./state.js";
+import { connectTarget } from "./target/connect.js";
+
+// Moved to src/target/connect.ts; re-exported for existing imports.
+export { connectTarget };
 
 export interface RunSummary {
   /** applied: something was consumed; idle: nothing to do; locked: another run holds the partition. */
@@ -89,28 +93,6 @@ export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
     onLostRecords: config.onLostRecords,
     log,
   });
-}
-
-/** Connects to the target database; a failure names the cause, never the URL. */
-export async function connectTarget(config: SinkConfig): Promise<pg.Client> {
-  const client = new pg.Client({
-    connectionString: config.databaseUrl,
-    application_name: `fluvio-postgres-sink:${config.name}`,
-  });
-  // A dropped connection surfaces as a failed query; without a listener it would crash the process.
-  client.on("error", () => {});
-  try {
-    await client.connect();
-  } catch (e) {
-    const err = e as Error & { code?: string };
-    throw new SinkError(
-      `cannot connect to the target database: ${err.message}${err.code ? ` (${err.code})` : ""}`,
-      {
-        cause: e,
-      },
-    );
-  }
-  return client;
 }
 
 interface Batch {

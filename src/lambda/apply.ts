@@ -28,7 +28,7 @@ interface SinkContext extends Context {
   fluvioProfile?: unknown;
 }
 
-/** A database URL secret is either the URL itself or an RDS-style JSON secret. */
+/** A database URL secret is either the URL itself or an RDS-style JSON secret (which may carry sslmode). */
 export function urlFromSecret(value: unknown): string | undefined {
   if (typeof value === "string" && value !== "") return value;
   if (value && typeof value === "object") {
@@ -36,7 +36,12 @@ export function urlFromSecret(value: unknown): string | undefined {
     if (typeof v.url === "string") return v.url;
     if (typeof v.username === "string" && typeof v.password === "string" && typeof v.host === "string") {
       const db = typeof v.dbname === "string" ? v.dbname : "postgres";
-      return `postgres://${encodeURIComponent(v.username)}:${encodeURIComponent(v.password)}@${v.host}:${v.port ?? 5432}/${encodeURIComponent(db)}`;
+      const url = `postgres://${encodeURIComponent(v.username)}:${encodeURIComponent(v.password)}@${v.host}:${v.port ?? 5432}/${encodeURIComponent(db)}`;
+      // libpq's TLS parameters may ride along in the secret (see README, TLS).
+      const tls = new URLSearchParams();
+      for (const k of ["sslmode", "sslrootcert"])
+        if (typeof v[k] === "string" && v[k] !== "") tls.set(k, v[k]);
+      return tls.size > 0 ? `${url}?${tls}` : url;
     }
   }
   return undefined;
