@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -15,9 +16,16 @@ const USAGE = `usage: fluvio-postgres-sink <command> --config <connector.yaml>
 commands:
   run      apply one bounded batch of records to the target, print a JSON summary on stdout
   status   print the stored offset, the source's end and the lag
+  help     print this text (also -h, --help)
+  version  print the version (also -V, --version)
 
 Logs go to stderr as JSON lines. Exit status: 0 done (or another run holds the partition),
 1 the run failed and applied nothing, 2 bad usage or configuration.`;
+
+/** package.json sits one level above both src/cli.ts and the bundled dist/cli.mjs. */
+function version(): string {
+  return JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+}
 
 async function loadConfig(path: string): Promise<SinkConfig> {
   let text: string;
@@ -63,16 +71,24 @@ export async function main(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
+      options: {
+        config: { type: "string", short: "c" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
     });
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
     return 2;
   }
   const [command] = parsed.positionals;
-  if (parsed.values.help || !command) {
+  if (parsed.values.version || command === "version") {
+    process.stdout.write(`fluvio-postgres-sink ${version()}\n`);
+    return 0;
+  }
+  if (parsed.values.help || command === "help" || !command) {
     process.stdout.write(`${USAGE}\n`);
-    return parsed.values.help ? 0 : 2;
+    return parsed.values.help || command ? 0 : 2;
   }
   if (command !== "run" && command !== "status") {
     process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
