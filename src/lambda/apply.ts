@@ -4,20 +4,18 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
-import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import middy from "@middy/core";
-import secretsManager from "@middy/secrets-manager";
-import { clearCache } from "@middy/util";
 import type { Context } from "aws-lambda";
 import { configFromEnv } from "../config.js";
 import { asError, ConfigError, sqlState } from "../errors.js";
 import type { Logger as SinkLogger } from "../log.js";
 import { redact } from "../log.js";
 import { type RunSummary, runOnce } from "../run.js";
+import { SecretCache } from "./secrets.js";
 
 /**
  * The scheduled Lambda face: configuration from the environment, secrets from AWS Secrets Manager
- * (middy), structured logs and CloudWatch EMF metrics (Powertools), and the same runOnce as the CLI.
+ * (cached for 15 minutes, see secrets.ts), structured logs and CloudWatch EMF metrics (Powertools), and the same runOnce as the CLI.
  */
 
 /** Time kept back from the Lambda's remaining time, so the transaction ends before the runtime stops. */
@@ -26,6 +24,7 @@ export const SAFETY_MARGIN_MS = 3000;
 interface SinkContext extends Context {
   databaseUrl?: unknown;
   fluvioProfile?: unknown;
+  databaseCa?: unknown;
 }
 
 /** A database URL secret is either the URL itself or an RDS-style JSON secret (which may carry sslmode). */
@@ -67,23 +66,16 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
     namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? "FluvioPostgresSink",
     serviceName: env.POWERTOOLS_SERVICE_NAME ?? "fluvio-postgres-sink",
   });
-  const secrets: Record<string, string> = {};
+  const secrets: { databaseUrl?: string; fluvioProfile?: string; databaseCa?: string } = {};
   if (env.FLUVIO_PG_DATABASE_URL_SECRET) secrets.databaseUrl = env.FLUVIO_PG_DATABASE_URL_SECRET;
   if (env.FLUVIO_PROFILE_SECRET) secrets.fluvioProfile = env.FLUVIO_PROFILE_SECRET;
+  if (env.FLUVIO_PG_CA_SECRET) secrets.databaseCa = env.FLUVIO_PG_CA_SECRET;
   const log = adapt(logger);
-  // Per set of secrets: middy's cache is process-wide.
-  const cacheKey = `fluvio-postgres-sink:${JSON.stringify(secrets)}`;
-
-  const fetchSecret = async (id: string): Promise<unknown> => {
-    const r = await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: id }));
-    try {
-      return JSON.parse(r.SecretString ?? "");
-    } catch {
-      return r.SecretString;
-    }
-  };
+  const cache = new SecretCache(15 * 60 * 1000);
 
   const apply = async (_event: unknown, context: SinkContext): Promise<RunSummary> => {
+    for (const [key, id] of Object.entries(secrets))
+      context[key as keyof typeof secrets] = await cache.get(id);
     if (secrets.fluvioProfile) {
       const profile = context.fluvioProfile;
       const text = typeof profile === "string" ? profile : JSON.stringify(profile);
@@ -95,7 +87,14 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
     const configFor = (url: string | undefined) => {
       if (!url)
         throw new ConfigError("environment: set FLUVIO_PG_DATABASE_URL_SECRET or FLUVIO_PG_DATABASE_URL");
-      return configFromEnv({ ...env, FLUVIO_PG_DATABASE_URL: url });
+      // The CA secret's PEM reaches the config as a secret the ssl_root_cert setting names.
+      const ca = secrets.databaseCa
+        ? {
+            FLUVIO_PG_CA_PEM: String(context.databaseCa),
+            FLUVIO_PG_SSL_ROOT_CERT: "secrets.FLUVIO_PG_CA_PEM",
+          }
+        : {};
+      return configFromEnv({ ...env, ...ca, FLUVIO_PG_DATABASE_URL: url });
     };
     const deadline = () => Date.now() + context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS;
     const url = secrets.databaseUrl ? urlFromSecret(context.databaseUrl) : env.FLUVIO_PG_DATABASE_URL;
@@ -106,8 +105,8 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
       if (!(secrets.databaseUrl && isAuthFailure(e))) throw e;
       // The password was probably rotated since the secret was cached: fetch it once more.
       log.warn("database login failed; fetching the database URL secret again");
-      clearCache([cacheKey]);
-      const fresh = urlFromSecret(await fetchSecret(secrets.databaseUrl));
+      cache.forget(secrets.databaseUrl);
+      const fresh = urlFromSecret(await cache.get(secrets.databaseUrl));
       summary = await runOnce(configFor(fresh), { log, deadline: deadline() });
     }
     metrics.addMetric("RecordsApplied", MetricUnit.Count, summary.records);
@@ -123,15 +122,6 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
   return middy<unknown, RunSummary, Error, SinkContext>(apply)
     .use(injectLambdaContext(logger))
     .use(logMetrics(metrics))
-    .use(
-      secretsManager({
-        fetchData: secrets,
-        setToContext: true,
-        cacheKey,
-        cacheExpiry: 15 * 60 * 1000,
-        disablePrefetch: true,
-      }),
-    )
     .use({
       onError: async (request) => {
         const err = asError(request.error);
