@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { before, test } from "node:test";
+import { test } from "node:test";
 import { runProcess } from "./support/cli.js";
 import { produce } from "./support/fluvio/produce.js";
 import { assertSameTables, makePair, pgAndFluvioForFile } from "./support/harness.js";
