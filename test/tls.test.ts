@@ -5,11 +5,12 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { parseConnectorConfig } from "../src/config-file.js";
-import { urlFromSecret } from "../src/lambda/apply.js";
+import { createApplyHandler, urlFromSecret } from "../src/lambda/apply.js";
 import { connectTarget } from "../src/target/connect.js";
 import { runCli, writeConfig } from "./support/cli.js";
 import { assertSameTables, makePair } from "./support/harness.js";
 import { type PgServer, startPostgres, TEST_PASSWORD } from "./support/pg.js";
+import { SecretsManagerStandIn } from "./support/secrets-manager.js";
 
 /**
  * A real PostgreSQL with ssl=on and a server certificate for "localhost" signed by a throwaway CA;
@@ -242,3 +243,61 @@ for (const maxRecords of [1, 7, 1000]) {
     }
   });
 }
+
+test("the Lambda handler verifies the target with the CA from FLUVIO_PG_CA_SECRET and sslmode from the RDS-style secret", async () => {
+  const sm = await SecretsManagerStandIn.start();
+  const p = await makePair(server, "tlslambda");
+  const saved = { ...process.env };
+  try {
+    await p.sql("CREATE TABLE items (id int PRIMARY KEY, v text)");
+    await p.sql("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 9) g");
+    await p.capture();
+    const target = new URL(p.targetUrl);
+    sm.secrets.set(
+      "prod/sink/db",
+      JSON.stringify({
+        username: decodeURIComponent(target.username),
+        password: decodeURIComponent(target.password),
+        host: "localhost",
+        port: Number(target.port),
+        dbname: target.pathname.slice(1),
+        sslmode: "verify-full",
+      }),
+    );
+    sm.secrets.set("prod/sink/ca", readFileSync(ca, "utf8"));
+    sm.secrets.set("prod/sink/wrong-ca", readFileSync(wrongCa, "utf8"));
+    Object.assign(process.env, sm.env(), {
+      POWERTOOLS_LOG_LEVEL: "CRITICAL",
+      POWERTOOLS_METRICS_DISABLED: "true",
+    });
+    const env = (caSecret: string) => ({
+      ...process.env,
+      FLUVIO_PG_SINK_NAME: "tls-lambda",
+      FLUVIO_TOPIC: "t",
+      FLUVIO_SOURCE: `file:${p.topicFile}`,
+      FLUVIO_PG_DATABASE_URL_SECRET: "prod/sink/db",
+      FLUVIO_PG_CA_SECRET: caSecret,
+    });
+    const context = {
+      functionName: "apply",
+      awsRequestId: "tls",
+      invokedFunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:apply",
+      getRemainingTimeInMillis: () => 60_000,
+    } as never;
+    await assert.rejects(createApplyHandler(env("prod/sink/wrong-ca"))({}, context), (e: Error) => {
+      assert.match(
+        e.message,
+        /not signed by a trusted certificate authority \(sslmode=verify-full, CA from the certificate in secret FLUVIO_PG_CA_PEM\)/,
+      );
+      assert.ok(!e.message.includes(TEST_PASSWORD));
+      return true;
+    });
+    const summary = await createApplyHandler(env("prod/sink/ca"))({}, context);
+    assert.equal(summary.status, "applied");
+    await assertSameTables(p, ["items"]);
+  } finally {
+    process.env = saved;
+    await p.close();
+    await sm.stop();
+  }
+});
