@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The published entry point runs the compiled CLI (npm run build, done by `prepare` on install).
-import { exitAfterFlush, main } from "../dist/src/cli.js";
+// The published entry point runs the bundled CLI (scripts/build-cli.ts, run by `npm pack`).
+import { exitAfterFlush, main } from "../dist/cli.mjs";
 
 exitAfterFlush(await main(process.argv.slice(2)));

@@ -1,37 +1,23 @@
 /**
- * Builds the Lambda artifact in build/lambda: handlers/apply.ts bundled by esbuild (ESM, Node 22),
- * with @fluvio/client kept out of the bundle and shipped beside it with its Linux x86_64 native file.
- * `serverless package` / `serverless deploy` zip this folder (see serverless.yml).
+ * Builds the Lambda artifact in build/lambda: handlers/apply.ts and everything it imports bundled
+ * and minified by esbuild into one ESM file, with the Fluvio native module beside it (see
+ * scripts/bundle.ts). serverless.yml runs this before it packages (plugin deploy/build-plugin.cjs).
  */
-import { cpSync, mkdirSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { bundle, root, shipNative } from "./bundle.js";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const out = join(root, "build", "lambda");
 rmSync(out, { recursive: true, force: true });
-
-await build({
-  entryPoints: [join(root, "handlers", "apply.ts")],
-  outfile: join(out, "handlers", "apply.mjs"),
-  bundle: true,
-  platform: "node",
-  target: "node22",
-  format: "esm",
-  external: ["@fluvio/client"],
-  // Bundled CommonJS dependencies call require(); give ESM one.
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  legalComments: "none",
-  logLevel: "warning",
+await bundle({
+  entry: join(root, "handlers", "apply.ts"),
+  // .js in a "type": "module" folder rather than .mjs: `serverless invoke local` looks for .js.
+  outfile: join(out, "handlers", "apply.js"),
+  external: [],
+  minify: true,
 });
-
-const client = join(root, "node_modules", "@fluvio", "client");
-const dest = join(out, "node_modules", "@fluvio", "client");
-mkdirSync(join(dest, "dist", "linux"), { recursive: true });
-cpSync(join(client, "package.json"), join(dest, "package.json"));
-cpSync(join(client, "dist", "index.js"), join(dest, "dist", "index.js"));
-cpSync(join(client, "dist", "linux", "index.node"), join(dest, "dist", "linux", "index.node"));
-process.stdout.write(`built ${out}\n`);
+writeFileSync(join(out, "package.json"), `${JSON.stringify({ type: "module" })}\n`);
+const native = shipNative(join(out, "handlers"));
+process.stdout.write(
+  `built ${out} (native module ${native.bytes} bytes${native.stripped ? ", stripped" : ""})\n`,
+);

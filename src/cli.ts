@@ -1,8 +1,10 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parseConnectorConfig, type SinkConfig } from "./config.js";
+import type { SinkConfig } from "./config.js";
+import { parseConnectorConfig } from "./config-file.js";
 import { asError, ConfigError } from "./errors.js";
 import { jsonLogger, redact } from "./log.js";
 import { formatLsn } from "./lsn.js";
@@ -16,9 +18,16 @@ commands:
   run      apply one bounded batch of records to the target, print a JSON summary on stdout
   status   print the stored state (offset, last commit, last success and error), the source's end
            and the lag; the stored state even when the source cannot be reached
+  help     print this text (also -h, --help)
+  version  print the version (also -V, --version)
 
 Logs go to stderr as JSON lines. Exit status: 0 done (or another run holds the partition),
 1 the run failed and applied nothing, 2 bad usage or configuration.`;
+
+/** package.json sits one level above both src/cli.ts and the bundled dist/cli.mjs. */
+function version(): string {
+  return JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+}
 
 async function loadConfig(path: string): Promise<SinkConfig> {
   let text: string;
@@ -84,16 +93,24 @@ export async function main(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
+      options: {
+        config: { type: "string", short: "c" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
     });
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
     return 2;
   }
   const [command] = parsed.positionals;
-  if (parsed.values.help || !command) {
+  if (parsed.values.version || command === "version") {
+    process.stdout.write(`fluvio-postgres-sink ${version()}\n`);
+    return 0;
+  }
+  if (parsed.values.help || command === "help" || !command) {
     process.stdout.write(`${USAGE}\n`);
-    return parsed.values.help ? 0 : 2;
+    return parsed.values.help || command ? 0 : 2;
   }
   if (command !== "run" && command !== "status") {
     process.stderr.write(`unknown command ${command}\n${USAGE}\n`);

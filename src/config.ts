@@ -1,7 +1,14 @@
 import { isAbsolute, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
 import type { MissingRows } from "./apply/execute.js";
 import { ConfigError } from "./errors.js";
+import {
+  isSslMode,
+  type RootCert,
+  SSL_MODES,
+  type SslMode,
+  type TargetTls,
+  tlsFromUrl,
+} from "./target/tls.js";
 
 /** Everything one run needs, validated. */
 export interface SinkConfig {
@@ -34,6 +41,11 @@ export interface SinkConfig {
   startLsn: bigint | null;
   /** upsert: an insert of a key the target already has updates that row. */
   onConflict: "error" | "upsert";
+  /**
+   * TLS to the target: libpq's sslmode and sslrootcert, from the URL or the ssl_* settings. Absent
+   * (a config built in code): taken from the URL alone, see tlsOfUrl.
+   */
+  tls?: TargetTls;
 }
 
 export const DEFAULTS = {
@@ -76,31 +88,24 @@ const PARAMETERS = [
   "on_lost_records",
   "start_lsn",
   "on_conflict",
+  "ssl_mode",
+  "ssl_root_cert",
 ];
 
 /** A run with less time than this does not start (see runOnce). */
 export const MIN_RUN_TIMEOUT_MS = 2000;
 
-const URL_SECRET = "FLUVIO_PG_DATABASE_URL";
+/** The top-level keys of the connector config (the Fluvio connector format, version 0.x). */
+const TOP_LEVEL = ["version", "name", "type", "topic", "parameters", "secrets", "consumer"];
+const CONSUMER = ["partition"];
+/** Keys of the Fluvio connector format that have no meaning for this sink, and why. */
+const CONSUMER_UNUSED: Record<string, string> = {
+  offset: "the sink keeps its offset in the target's state table (see README, Offsets)",
+  id: "the sink keeps its offset in the target's state table, not in a Fluvio consumer",
+  max_bytes: "use parameters.max_records to bound a batch",
+};
 
-/**
- * Reads the connector config format the Fluvio docs show for this connector (version, name, type,
- * topic, parameters, secrets). Every problem is reported at once, each naming its setting; a
- * database URL is never echoed back.
- */
-export function parseConnectorConfig(
-  text: string,
-  opts: { env?: NodeJS.ProcessEnv; baseDir?: string; origin?: string } = {},
-): SinkConfig {
-  const origin = opts.origin ?? "config";
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (e) {
-    throw new ConfigError(`${origin}: not valid YAML: ${(e as Error).message.split("\n")[0]}`);
-  }
-  return validateConnectorConfig(doc, { ...opts, origin });
-}
+const URL_SECRET = "FLUVIO_PG_DATABASE_URL";
 
 /** Environment variables that stand for connector settings (the Lambda face is configured this way). */
 export const ENV_SETTINGS: Record<string, string> = {
@@ -124,6 +129,8 @@ export const ENV_SETTINGS: Record<string, string> = {
   ON_LOST_RECORDS: "parameters.on_lost_records",
   START_LSN: "parameters.start_lsn",
   ON_CONFLICT: "parameters.on_conflict",
+  FLUVIO_PG_SSL_MODE: "parameters.ssl_mode",
+  FLUVIO_PG_SSL_ROOT_CERT: "parameters.ssl_root_cert",
 };
 
 /** An LSN in PostgreSQL's X/Y form (two hex halves) or as a decimal number; null when it is neither. */
@@ -184,6 +191,11 @@ export function validateConnectorConfig(
     return n;
   };
 
+  if ("apiVersion" in doc || "meta" in doc)
+    throw new ConfigError(
+      `${origin}: the apiVersion/meta layout is not read by this sink: put version, name, type and topic at the top level (not under meta), the settings under parameters, the partition under consumer or parameters, and secrets as NAME: value (see README, Configuration)`,
+    );
+  unknownKeys(doc, TOP_LEVEL, "", problems);
   const name = str(doc.name, "name", true);
   const type = str(doc.type, "type", true);
   if (type !== undefined && type !== "postgres-sink")
@@ -192,9 +204,18 @@ export function validateConnectorConfig(
   const params = doc.parameters ?? {};
   if (!isObject(params)) problems.push("parameters must be a mapping");
   const p = isObject(params) ? params : {};
-  for (const k of Object.keys(p))
-    if (!PARAMETERS.includes(k))
-      problems.push(`parameters.${k} is not a known setting (known: ${PARAMETERS.join(", ")})`);
+  unknownKeys(p, PARAMETERS, "parameters.", problems);
+  const consumer = doc.consumer ?? {};
+  if (!isObject(consumer)) problems.push("consumer must be a mapping");
+  const c = isObject(consumer) ? consumer : {};
+  for (const k of Object.keys(c))
+    if (k in CONSUMER_UNUSED) problems.push(`consumer.${k} is not used by this sink: ${CONSUMER_UNUSED[k]}`);
+  unknownKeys(
+    Object.fromEntries(Object.entries(c).filter(([k]) => !(k in CONSUMER_UNUSED))),
+    CONSUMER,
+    "consumer.",
+    problems,
+  );
   const secrets = doc.secrets ?? {};
   if (!isObject(secrets)) problems.push("secrets must be a mapping of NAME: value");
   const secret = (n: string): string | undefined => {
@@ -211,12 +232,12 @@ export function validateConnectorConfig(
       problems.push(`parameters.url is missing and no ${URL_SECRET} is set in secrets or the environment`);
   } else if (typeof rawUrl !== "string") problems.push("parameters.url must be a string");
   else {
-    const ref = /^\s*(?:\$\{\{\s*)?secrets\.([A-Za-z_][A-Za-z0-9_]*)(?:\s*\}\})?\s*$/.exec(rawUrl);
+    const ref = secretRef(rawUrl);
     if (ref) {
-      databaseUrl = secret(ref[1] as string);
+      databaseUrl = secret(ref);
       if (!databaseUrl)
         problems.push(
-          `parameters.url names secret ${ref[1]}, which is set neither in secrets nor in the environment`,
+          `parameters.url names secret ${ref}, which is set neither in secrets nor in the environment`,
         );
     } else databaseUrl = rawUrl;
   }
@@ -245,7 +266,14 @@ export function validateConnectorConfig(
     if (source.kind === "fluvio") source = { kind: "fluvio", endpoint };
   }
 
-  const partition = int(p.partition, "parameters.partition", 0, DEFAULTS.partition);
+  const paramPartition = int(p.partition, "parameters.partition", 0, DEFAULTS.partition);
+  const consumerPartition = int(c.partition, "consumer.partition", 0, DEFAULTS.partition);
+  const bothPartitions = p.partition != null && c.partition != null;
+  if (bothPartitions && paramPartition !== consumerPartition)
+    problems.push(
+      `consumer.partition (${consumerPartition}) and parameters.partition (${paramPartition}) disagree: set one`,
+    );
+  const partition = c.partition != null ? consumerPartition : paramPartition;
   const maxRecords = int(p.max_records, "parameters.max_records", 1, DEFAULTS.maxRecords);
   const maxTransactionRecords = int(
     p.max_transaction_records,
@@ -315,6 +343,8 @@ export function validateConnectorConfig(
   const onConflict = p.on_conflict ?? DEFAULTS.onConflict;
   if (onConflict !== "error" && onConflict !== "upsert")
     problems.push(`parameters.on_conflict must be "error" or "upsert"`);
+  const tls =
+    databaseUrl === undefined ? null : tlsSettings(databaseUrl, p, secret, env, opts.baseDir, problems);
 
   if (problems.length > 0) throw new ConfigError(`${origin}: ${problems.join("; ")}`);
   return {
@@ -338,6 +368,7 @@ export function validateConnectorConfig(
     onLostRecords: onLostRecords as "error" | "skip",
     startLsn,
     onConflict: onConflict as "error" | "upsert",
+    tls: tls as TargetTls,
   };
 }
 
@@ -353,6 +384,141 @@ function parsesAsUrl(url: string): boolean {
     } catch {}
   }
   return false;
+}
+
+/** The TLS settings a database URL alone asks for (with PGSSLMODE and PGSSLROOTCERT). */
+export function tlsOfUrl(url: string, env: NodeJS.ProcessEnv = process.env): TargetTls {
+  const problems: string[] = [];
+  const tls = tlsSettings(url, {}, () => undefined, env, undefined, problems);
+  if (tls === null) throw new ConfigError(`database URL: ${problems.join("; ")}`);
+  return tls;
+}
+
+/**
+ * sslmode and sslrootcert as libpq reads them: the URL's parameters first, then the ssl_mode and
+ * ssl_root_cert settings (an error when both say different things), then PGSSLMODE and
+ * PGSSLROOTCERT; sslmode defaults to prefer, or to verify-full with sslrootcert=system.
+ */
+function tlsSettings(
+  url: string,
+  p: Record<string, unknown>,
+  secret: (name: string) => string | undefined,
+  env: NodeJS.ProcessEnv,
+  baseDir: string | undefined,
+  problems: string[],
+): TargetTls | null {
+  const fromUrl = tlsFromUrl(url).params;
+  const start = problems.length;
+  let mode: SslMode | undefined;
+  if (fromUrl.sslmode !== undefined) {
+    if (isSslMode(fromUrl.sslmode)) mode = fromUrl.sslmode;
+    else
+      problems.push(
+        `sslmode=${JSON.stringify(fromUrl.sslmode)} in the database URL is not one of ${SSL_MODES.join(", ")}`,
+      );
+  }
+  if (p.ssl_mode != null) {
+    if (!isSslMode(p.ssl_mode)) problems.push(`parameters.ssl_mode must be one of ${SSL_MODES.join(", ")}`);
+    else if (mode !== undefined && mode !== p.ssl_mode)
+      problems.push(`parameters.ssl_mode (${p.ssl_mode}) disagrees with sslmode=${mode} in the database URL`);
+    else mode = p.ssl_mode;
+  }
+  if (mode === undefined && env.PGSSLMODE) {
+    if (isSslMode(env.PGSSLMODE)) mode = env.PGSSLMODE;
+    else problems.push(`PGSSLMODE must be one of ${SSL_MODES.join(", ")}`);
+  }
+
+  let rootCert: RootCert | null = null;
+  const asRoot = (v: string, relativeTo: string | undefined): RootCert =>
+    v === "system" ? { kind: "system" } : { kind: "file", path: resolve(relativeTo ?? process.cwd(), v) };
+  if (fromUrl.sslrootcert !== undefined) rootCert = asRoot(fromUrl.sslrootcert, undefined);
+  const setting = p.ssl_root_cert;
+  if (setting != null) {
+    let fromSetting: RootCert | null = null;
+    if (typeof setting !== "string" || setting.trim() === "")
+      problems.push("parameters.ssl_root_cert must be a file path, system, or a secret holding PEM text");
+    else {
+      const ref = secretRef(setting);
+      if (ref) {
+        const pem = secret(ref);
+        if (!pem)
+          problems.push(
+            `parameters.ssl_root_cert names secret ${ref}, which is set neither in secrets nor in the environment`,
+          );
+        else if (!pem.includes("-----BEGIN CERTIFICATE-----"))
+          problems.push(`parameters.ssl_root_cert: secret ${ref} does not hold a PEM certificate`);
+        else fromSetting = { kind: "pem", pem, origin: `secret ${ref}` };
+      } else fromSetting = asRoot(setting, baseDir);
+    }
+    if (fromSetting && rootCert)
+      problems.push("parameters.ssl_root_cert and sslrootcert in the database URL are both set: set one");
+    else if (fromSetting) rootCert = fromSetting;
+  }
+  if (rootCert === null && env.PGSSLROOTCERT) rootCert = asRoot(env.PGSSLROOTCERT, undefined);
+
+  if (rootCert?.kind === "system") {
+    mode ??= "verify-full";
+    // libpq refuses this too: any public CA's certificate for any name would be accepted.
+    if (mode !== "verify-full" && mode !== "disable")
+      problems.push(`sslrootcert=system needs sslmode=verify-full (got ${mode})`);
+  }
+  if (problems.length > start) return null;
+  return {
+    mode: mode ?? "prefer",
+    rootCert,
+    cert: fromUrl.sslcert ?? null,
+    key: fromUrl.sslkey ?? null,
+  };
+}
+
+function secretRef(v: string): string | null {
+  const ref = /^\s*(?:\$\{\{\s*)?secrets\.([A-Za-z_][A-Za-z0-9_]*)(?:\s*\}\})?\s*$/.exec(v);
+  return ref ? (ref[1] as string) : null;
+}
+
+/** Keys not in `known` are errors, with the nearest known key as a suggestion. */
+function unknownKeys(
+  obj: Record<string, unknown>,
+  known: string[],
+  prefix: string,
+  problems: string[],
+): void {
+  for (const k of Object.keys(obj)) {
+    if (known.includes(k)) continue;
+    const near = nearest(k, known);
+    problems.push(
+      `${prefix}${k} is not a known setting${near ? ` (did you mean ${prefix}${near}?)` : ` (known: ${known.map((x) => prefix + x).join(", ")})`}`,
+    );
+  }
+}
+
+/** The known key closest to `k` by edit distance, if it is close enough to be a likely typo. */
+function nearest(k: string, known: string[]): string | null {
+  let best: string | null = null;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const c of known) {
+    const d = editDistance(k.toLowerCase().replace(/-/g, "_"), c);
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best !== null && bestD <= Math.max(2, Math.floor(best.length / 3)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(
+        (prev[j] as number) + 1,
+        (cur[j - 1] as number) + 1,
+        (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    prev = cur;
+  }
+  return prev[b.length] as number;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

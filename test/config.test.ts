@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { configFromEnv, parseConnectorConfig } from "../src/config.js";
+import { configFromEnv } from "../src/config.js";
+import { parseConnectorConfig } from "../src/config-file.js";
 import { redact } from "../src/log.js";
 
 const base = `version: 0.2.0
@@ -164,4 +165,52 @@ test("an unparsable URL names its setting and is never echoed", () => {
   // What node-postgres accepts stays accepted: a socket directory in the query, an empty host.
   for (const ok of ["postgres:///db?host=/var/run/postgresql", "postgres://u:p@/db", "postgres://u:p w@h/db"])
     assert.equal(parseConnectorConfig(`${base}parameters:\n  url: "${ok}"\n`, { env: {} }).databaseUrl, ok);
+});
+
+test("unknown keys at every level are errors, with the nearest known key suggested", () => {
+  const msg = (yaml: string) => {
+    try {
+      parseConnectorConfig(yaml, { env: { FLUVIO_PG_DATABASE_URL: "postgres://u:p@h/db" } });
+    } catch (e) {
+      return (e as Error).message;
+    }
+    assert.fail("accepted");
+  };
+  assert.equal(
+    msg(`${base}paramters:\n  max_records: 5\n`),
+    "config: paramters is not a known setting (did you mean parameters?)",
+  );
+  assert.equal(
+    msg(`${base}parameters:\n  max_record: 5\n  flavour: x\n`),
+    "config: parameters.max_record is not a known setting (did you mean parameters.max_records?); parameters.flavour is not a known setting (known: parameters.url, parameters.source, parameters.fluvio_endpoint, parameters.partition, parameters.max_records, parameters.max_transaction_records, parameters.state_schema, parameters.missing_rows, parameters.connect_timeout_ms, parameters.read_timeout_ms, parameters.on_lost_records, parameters.ssl_mode, parameters.ssl_root_cert)",
+  );
+  assert.equal(
+    msg(`${base}consumer:\n  partion: 1\n  offset:\n    strategy: auto\n`),
+    "config: consumer.offset is not used by this sink: the sink keeps its offset in the target's state table (see README, Offsets); consumer.partion is not a known setting (did you mean consumer.partition?)",
+  );
+});
+
+test("consumer.partition is honoured; a different parameters.partition is an error", () => {
+  const env = { FLUVIO_PG_DATABASE_URL: "postgres://u:p@h/db" };
+  assert.equal(parseConnectorConfig(`${base}consumer:\n  partition: 3\n`, { env }).partition, 3);
+  assert.equal(
+    parseConnectorConfig(`${base}consumer:\n  partition: 3\nparameters:\n  partition: 3\n`, { env })
+      .partition,
+    3,
+  );
+  assert.throws(
+    () => parseConnectorConfig(`${base}consumer:\n  partition: 3\nparameters:\n  partition: 1\n`, { env }),
+    /^ConfigError: config: consumer\.partition \(3\) and parameters\.partition \(1\) disagree: set one$/,
+  );
+});
+
+test("the apiVersion/meta layout is rejected with the layout to use", () => {
+  assert.throws(
+    () =>
+      parseConnectorConfig(
+        "apiVersion: 0.1.0\nmeta:\n  version: 0.2.0\n  name: s\n  type: postgres-sink\n  topic: t\n",
+        { env: {} },
+      ),
+    /^ConfigError: config: the apiVersion\/meta layout is not read by this sink: put version, name, type and topic at the top level \(not under meta\), the settings under parameters/,
+  );
 });

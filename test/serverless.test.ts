@@ -1,18 +1,33 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { before, test } from "node:test";
+import { test } from "node:test";
 import { runProcess } from "./support/cli.js";
 import { produce } from "./support/fluvio/produce.js";
 import { assertSameTables, makePair, pgAndFluvioForFile } from "./support/harness.js";
+import { SecretsManagerStandIn } from "./support/secrets-manager.js";
 
 const root = join(import.meta.dirname, "..");
 const DB_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/sink/db-AbCdEf";
 const PROFILE_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/sink/fluvio-XyZ";
 /** The Lambda runtime serverless.yml deploys on, and so the Node major the package must load under. */
 const LAMBDA_NODE = 22;
+
+const SLS_ENV = { SLS_TELEMETRY_DISABLED: "1", SLS_NOTIFICATIONS_MODE: "off" };
+
+function slsRun(args: string[]) {
+  return spawnSync(
+    process.execPath,
+    [join(root, "node_modules", "serverless", "bin", "serverless.js"), ...args],
+    {
+      cwd: root,
+      env: { ...process.env, ...SLS_ENV },
+      encoding: "utf8",
+    },
+  );
+}
 
 function sls(args: string[]) {
   const r = spawnSync(
@@ -24,7 +39,6 @@ function sls(args: string[]) {
         ...process.env,
         SLS_TELEMETRY_DISABLED: "1",
         SLS_NOTIFICATIONS_MODE: "off",
-        SLS_DEPRECATION_DISABLE: "*",
       },
       encoding: "utf8",
     },
@@ -38,12 +52,6 @@ function template(): Record<string, any> {
     readFileSync(join(root, ".serverless", "cloudformation-template-update-stack.json"), "utf8"),
   ).Resources;
 }
-
-before(() => {
-  execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts", "build-lambda.ts")], {
-    cwd: root,
-  });
-});
 
 test("serverless package: schedule, one at a time, no retries, x86_64, Node runtime, IAM on the secrets only", () => {
   sls([
@@ -86,7 +94,13 @@ test("serverless package: schedule, one at a time, no retries, x86_64, Node runt
   ]);
   assert.ok(!JSON.stringify(statements).includes('"*"'), "no wildcard resources");
 
-  sls(["package", "--stage", "ci", `--param=databaseUrlSecretArn=${DB_SECRET}`]);
+  sls([
+    "package",
+    "--stage",
+    "ci",
+    `--param=databaseUrlSecretArn=${DB_SECRET}`,
+    "--param=fluvioEndpoint=fluvio:9003",
+  ]);
   const [role2] = Object.values(template()).filter((r) => r.Type === "AWS::IAM::Role");
   const s2 = role2.Properties.Policies[0].PolicyDocument.Statement.find((s: { Action: string[] }) =>
     s.Action.includes("secretsmanager:GetSecretValue"),
@@ -123,7 +137,13 @@ function lambdaNode(): string {
 }
 
 test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handler applies a batch`, async () => {
-  sls(["package", "--stage", "ci", `--param=databaseUrlSecretArn=${DB_SECRET}`]);
+  sls([
+    "package",
+    "--stage",
+    "ci",
+    `--param=databaseUrlSecretArn=${DB_SECRET}`,
+    "--param=fluvioEndpoint=fluvio:9003",
+  ]);
   const dir = mkdtempSync(join(tmpdir(), "fps-zip-"));
   execFileSync("unzip", ["-q", join(root, ".serverless", "fluvio-postgres-sink.zip"), "-d", dir]);
   const { server, cluster } = services();
@@ -139,7 +159,7 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
       lambdaNode(),
       [
         join(root, "test", "support", "invoke-packaged.mjs"),
-        join(dir, "build", "lambda", "handlers", "apply.mjs"),
+        join(dir, "build", "lambda", "handlers", "apply.js"),
       ],
       {
         cwd: dir,
@@ -163,5 +183,129 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
     await assertSameTables(p, ["items"]);
   } finally {
     await p.close();
+  }
+});
+
+test("serverless package builds the artifact itself, with no warning, from a fresh checkout state", () => {
+  rmSync(join(root, "build", "lambda"), { recursive: true, force: true });
+  const r = slsRun(["package", "--stage", "example"]);
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  const out = `${r.stdout}${r.stderr}`;
+  assert.doesNotMatch(out, /warning|deprecat/i, out);
+  assert.ok(existsSync(join(root, "build", "lambda", "handlers", "apply.js")));
+  const listing = execFileSync("unzip", ["-Z1", join(root, ".serverless", "fluvio-postgres-sink.zip")], {
+    encoding: "utf8",
+  });
+  assert.deepEqual(listing.trim().split("\n").sort(), [
+    "build/lambda/handlers/apply.js",
+    "build/lambda/handlers/linux/index.node",
+    "build/lambda/package.json",
+  ]);
+});
+
+test("a stage's params in serverless.yml are used, with extra environment; --param overrides one", () => {
+  sls(["package", "--stage", "example", "--param=maxRecords=50"]);
+  const [fn] = Object.values(template()).filter((r) => r.Type === "AWS::Lambda::Function");
+  const vars = fn.Properties.Environment.Variables;
+  assert.equal(
+    vars.FLUVIO_PG_DATABASE_URL_SECRET,
+    "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/sink/db-AbCdEf",
+  );
+  assert.equal(vars.FLUVIO_ENDPOINT, "fluvio.internal.example:9003");
+  assert.equal(vars.FLUVIO_PG_SSL_MODE, "verify-full");
+  assert.equal(vars.NODE_EXTRA_CA_CERTS, "/var/runtime/ca-cert.pem");
+  assert.equal(vars.MAX_RECORDS, "50");
+  assert.deepEqual(fn.Properties.VpcConfig, {
+    SubnetIds: ["subnet-0a1b2c3d", "subnet-4e5f6a7b"],
+    SecurityGroupIds: ["sg-0123456789abcdef0"],
+  });
+  sls([
+    "package",
+    "--stage",
+    "ci",
+    `--param=databaseUrlSecretArn=${DB_SECRET}`,
+    "--param=fluvioEndpoint=fluvio:9003",
+    "--param=extraEnvironment=NODE_EXTRA_CA_CERTS=/var/runtime/ca-cert.pem,LOG_LEVEL=debug",
+  ]);
+  const [fn2] = Object.values(template()).filter((r) => r.Type === "AWS::Lambda::Function");
+  assert.equal(fn2.Properties.Environment.Variables.NODE_EXTRA_CA_CERTS, "/var/runtime/ca-cert.pem");
+  assert.equal(fn2.Properties.Environment.Variables.LOG_LEVEL, "debug");
+});
+
+test("bad parameters fail the package with a message naming them", () => {
+  const fails = (params: string[], message: RegExp) => {
+    const r = slsRun(["package", "--stage", "ci", ...params.map((p) => `--param=${p}`)]);
+    assert.notEqual(r.status, 0, `accepted ${params.join(" ")}`);
+    assert.match(`${r.stdout}${r.stderr}`, message);
+  };
+  fails([`fluvioEndpoint=fluvio:9003`], /fluvio-postgres-sink parameters: set databaseUrlSecretArn/);
+  fails(
+    [`databaseUrlSecretArn=${DB_SECRET}`],
+    /set fluvioEndpoint \(host:port\) or fluvioProfileSecretArn: the function has no Fluvio cluster to read/,
+  );
+  fails(
+    [`databaseUrlSecretArn=${DB_SECRET}`, "fluvioEndpoint=fluvio:9003", "subnetIds=subnet-1"],
+    /set both subnetIds and securityGroupIds to run in a VPC, or neither/,
+  );
+  fails(
+    [`databaseUrlSecretArn=${DB_SECRET}`, "fluvioEndpoint=fluvio:9003", "securityGroupIds=sg-1"],
+    /set both subnetIds and securityGroupIds to run in a VPC, or neither/,
+  );
+  fails(
+    ["databaseUrlSecretArn=prod/sink/db", "fluvioEndpoint=fluvio:9003"],
+    /databaseUrlSecretArn is not a Secrets Manager secret ARN \(arn:aws:secretsmanager:<region>:<account>:secret:<name>\): "prod\/sink\/db"/,
+  );
+  fails(
+    [`databaseUrlSecretArn=${DB_SECRET}`, "fluvioProfileSecretArn=arn:aws:s3:::bucket"],
+    /fluvioProfileSecretArn is not a Secrets Manager secret ARN/,
+  );
+  fails(
+    [`databaseUrlSecretArn=${DB_SECRET}`, "fluvioEndpoint=fluvio:9003", "extraEnvironment=FLUVIO_TOPIC=x"],
+    /extraEnvironment: FLUVIO_TOPIC is set from its own parameter/,
+  );
+});
+
+test("serverless invoke local runs the built handler against a real target and Fluvio", async () => {
+  const { server, cluster } = services();
+  const sm = await SecretsManagerStandIn.start();
+  const p = await makePair(server, "invokelocal");
+  try {
+    cluster.createTopic("inv");
+    await p.sql(`CREATE TABLE items (id int PRIMARY KEY, v text)`);
+    await p.sql(`INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 12) g`);
+    await produce(cluster.endpoint, "inv", await p.capture());
+    sm.secrets.set(DB_SECRET, JSON.stringify({ url: p.targetUrl }));
+    const r = await runProcess(
+      process.execPath,
+      [
+        join(root, "node_modules", "serverless", "bin", "serverless.js"),
+        "invoke",
+        "local",
+        "--function",
+        "apply",
+        "--stage",
+        "ci",
+        `--param=databaseUrlSecretArn=${DB_SECRET}`,
+        `--param=fluvioEndpoint=${cluster.endpoint}`,
+        "--param=topic=inv",
+      ],
+      {
+        env: {
+          ...process.env,
+          ...SLS_ENV,
+          ...sm.env(),
+          POWERTOOLS_LOG_LEVEL: "ERROR",
+          POWERTOOLS_METRICS_DISABLED: "true",
+        },
+      },
+    );
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const summary = JSON.parse(r.stdout.slice(r.stdout.indexOf("{")));
+    assert.equal(summary.status, "applied");
+    assert.equal(summary.lag, 0);
+    await assertSameTables(p, ["items"]);
+  } finally {
+    await p.close();
+    await sm.stop();
   }
 });

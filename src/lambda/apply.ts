@@ -18,7 +18,7 @@ import { type RunFailure, type RunSummary, runOnce } from "../run.js";
 
 /**
  * The scheduled Lambda face: configuration from the environment, secrets from AWS Secrets Manager
- * (middy), structured logs and CloudWatch EMF metrics (Powertools), and the same runOnce as the CLI.
+ * (@middy/secrets-manager, cached for 15 minutes), structured logs and CloudWatch EMF metrics (Powertools), and the same runOnce as the CLI.
  */
 
 /** Time kept back from the Lambda's remaining time, so the transaction ends before the runtime stops. */
@@ -27,9 +27,10 @@ export const SAFETY_MARGIN_MS = 3000;
 interface SinkContext extends Context {
   databaseUrl?: unknown;
   fluvioProfile?: unknown;
+  databaseCa?: unknown;
 }
 
-/** A database URL secret is either the URL itself or an RDS-style JSON secret. */
+/** A database URL secret is either the URL itself or an RDS-style JSON secret (which may carry sslmode). */
 export function urlFromSecret(value: unknown): string | undefined {
   if (typeof value === "string" && value !== "") return value;
   if (value && typeof value === "object") {
@@ -37,7 +38,12 @@ export function urlFromSecret(value: unknown): string | undefined {
     if (typeof v.url === "string") return v.url;
     if (typeof v.username === "string" && typeof v.password === "string" && typeof v.host === "string") {
       const db = typeof v.dbname === "string" ? v.dbname : "postgres";
-      return `postgres://${encodeURIComponent(v.username)}:${encodeURIComponent(v.password)}@${v.host}:${v.port ?? 5432}/${encodeURIComponent(db)}`;
+      const url = `postgres://${encodeURIComponent(v.username)}:${encodeURIComponent(v.password)}@${v.host}:${v.port ?? 5432}/${encodeURIComponent(db)}`;
+      // libpq's TLS parameters may ride along in the secret (see README, TLS).
+      const tls = new URLSearchParams();
+      for (const k of ["sslmode", "sslrootcert"])
+        if (typeof v[k] === "string" && v[k] !== "") tls.set(k, v[k]);
+      return tls.size > 0 ? `${url}?${tls}` : url;
     }
   }
   return undefined;
@@ -108,6 +114,7 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
   const secrets: Record<string, string> = {};
   if (env.FLUVIO_PG_DATABASE_URL_SECRET) secrets.databaseUrl = env.FLUVIO_PG_DATABASE_URL_SECRET;
   if (env.FLUVIO_PROFILE_SECRET) secrets.fluvioProfile = env.FLUVIO_PROFILE_SECRET;
+  if (env.FLUVIO_PG_CA_SECRET) secrets.databaseCa = env.FLUVIO_PG_CA_SECRET;
   metrics.setDefaultDimensions(metricDimensions(env));
   const log = adapt(logger);
   // Per invocation (one at a time per process): when it started and what a failed run reported.
@@ -161,7 +168,14 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
     const configFor = (url: string | undefined) => {
       if (!url)
         throw new ConfigError("environment: set FLUVIO_PG_DATABASE_URL_SECRET or FLUVIO_PG_DATABASE_URL");
-      return configFromEnv({ ...env, FLUVIO_PG_DATABASE_URL: url });
+      // The CA secret's PEM reaches the config as a secret the ssl_root_cert setting names.
+      const ca = secrets.databaseCa
+        ? {
+            FLUVIO_PG_CA_PEM: String(context.databaseCa),
+            FLUVIO_PG_SSL_ROOT_CERT: "secrets.FLUVIO_PG_CA_PEM",
+          }
+        : {};
+      return configFromEnv({ ...env, ...ca, FLUVIO_PG_DATABASE_URL: url });
     };
     const deadline = () => Date.now() + context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS;
     const url = secrets.databaseUrl ? urlFromSecret(context.databaseUrl) : env.FLUVIO_PG_DATABASE_URL;

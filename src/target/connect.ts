@@ -1,7 +1,8 @@
 import pg from "pg";
-import type { SinkConfig } from "../config.js";
-import { ConfigError } from "../errors.js";
+import { type SinkConfig, tlsOfUrl } from "../config.js";
+import { ConfigError, sqlState } from "../errors.js";
 import { TargetError } from "./failure.js";
+import { explainTlsError, sslOption, type TargetTls, withoutTlsParams } from "./tls.js";
 
 /**
  * The sink's session on the target: every wait on it is bounded, on both ends of the connection, so
@@ -11,10 +12,12 @@ import { TargetError } from "./failure.js";
 /** The server's TCP keepalive probes before it gives up on a silent peer. */
 export const KEEPALIVE_PROBES = 3;
 
-/** pg.Client options for the configured target, timeouts included. */
-export function clientOptions(config: SinkConfig): pg.ClientConfig {
+/** pg.Client options for the configured target, timeouts and TLS included. */
+export function clientOptions(config: SinkConfig, ssl: pg.ClientConfig["ssl"] = false): pg.ClientConfig {
   return {
-    connectionString: config.databaseUrl,
+    // TLS comes from sslOption (libpq's sslmode semantics), not from pg's own reading of the URL.
+    connectionString: withoutTlsParams(config.databaseUrl),
+    ssl,
     application_name: `fluvio-postgres-sink:${config.name}`,
     // TCP connect, TLS and authentication together.
     connectionTimeoutMillis: config.connectTimeoutMs,
@@ -62,14 +65,15 @@ export function targetHost(client: pg.Client): string {
   return host.startsWith("/") ? `${host}/.s.PGSQL.${c.port ?? 5432}` : `${host}:${c.port ?? 5432}`;
 }
 
-/**
- * Connects to the target database and applies the session's limits. A failure names the host and
- * the cause, never the URL; an unparsable URL is a configuration error naming the setting.
- */
-export async function connectTarget(config: SinkConfig): Promise<pg.Client> {
+/** The server refused TLS ('N' to SSLRequest): node-postgres says so in this message only. */
+function refusedTls(e: unknown): boolean {
+  return /does not support SSL/i.test((e as Error)?.message ?? "");
+}
+
+async function attempt(config: SinkConfig, tls: TargetTls, encrypt: boolean): Promise<pg.Client> {
   let client: pg.Client;
   try {
-    client = new pg.Client(clientOptions(config));
+    client = new pg.Client(clientOptions(config, sslOption(tls, encrypt)));
   } catch {
     throw new ConfigError(
       "parameters.url (or FLUVIO_PG_DATABASE_URL) is not a valid postgres:// URL: check its host, port and percent-encoding",
@@ -77,15 +81,71 @@ export async function connectTarget(config: SinkConfig): Promise<pg.Client> {
   }
   // A dropped connection surfaces as a failed query; without a listener it would crash the process.
   client.on("error", () => {});
-  const host = targetHost(client);
   try {
     await client.connect();
+    return client;
+  } catch (e) {
+    destroyTarget(client);
+    throw e;
+  }
+}
+
+/**
+ * Connects to the target database with libpq's sslmode semantics (prefer, the default, tries TLS
+ * without checking the certificate and falls back to a plain connection when the server has no TLS;
+ * allow tries plain first and TLS when the server insists), then applies the session's limits. A
+ * failure names the host and the cause, never the URL; an unparsable URL is a configuration error
+ * naming the setting.
+ */
+export async function connectTarget(config: SinkConfig): Promise<pg.Client> {
+  const tls = config.tls ?? tlsOfUrl(config.databaseUrl);
+  const host = targetHostOf(config);
+  let client: pg.Client;
+  try {
+    if (tls.mode === "disable") client = await attempt(config, tls, false);
+    else if (tls.mode === "prefer") {
+      try {
+        client = await attempt(config, tls, true);
+      } catch (e) {
+        if (!refusedTls(e)) throw e;
+        client = await attempt(config, tls, false);
+      }
+    } else if (tls.mode === "allow") {
+      try {
+        client = await attempt(config, tls, false);
+      } catch (e) {
+        // 28000: no pg_hba.conf line admits a plain connection (hostssl only).
+        if (sqlState(e) !== "28000") throw e;
+        client = await attempt(config, tls, true);
+      }
+    } else client = await attempt(config, tls, true);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    const explained = explainTlsError(e as Error & { code?: string }, tls);
+    if (explained)
+      throw new TargetError(host, "connect", `cannot connect to the target database: ${explained}`, {
+        cause: e,
+      });
+    throw TargetError.from(e, { host, phase: "connect", config });
+  }
+  try {
     await client.query(sessionSettings(config));
   } catch (e) {
     destroyTarget(client);
-    throw TargetError.from(e, { host, phase: "connect", config });
+    throw TargetError.from(e, { host: targetHost(client), phase: "connect", config });
   }
   return client;
+}
+
+/** host:port from the configured URL, for messages before a client exists. */
+function targetHostOf(config: SinkConfig): string {
+  try {
+    const u = new URL(config.databaseUrl);
+    const host = u.hostname || new URLSearchParams(u.search).get("host") || "localhost";
+    return host.startsWith("/") ? `${host}/.s.PGSQL.${u.port || 5432}` : `${host}:${u.port || 5432}`;
+  } catch {
+    return "(unparsable URL)";
+  }
 }
 
 /** Drops the connection at once: no goodbye to a server that may never answer it. */

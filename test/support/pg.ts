@@ -99,8 +99,14 @@ function external(url: string): PgServer {
   };
 }
 
-export async function startPostgres(): Promise<PgServer> {
-  if (process.env.PG_TEST_URL) return external(process.env.PG_TEST_URL);
+/**
+ * `settings`: extra server settings (name=value), e.g. ssl=on; with them the cluster is always a new
+ * one, never PG_TEST_URL's. `prepare` runs on the new cluster's directory before it starts.
+ */
+export async function startPostgres(
+  opts: { settings?: string[]; prepare?: (dir: string, asRoot: boolean) => void } = {},
+): Promise<PgServer> {
+  if (process.env.PG_TEST_URL && !opts.settings) return external(process.env.PG_TEST_URL);
   const bin = findBinDir();
   if (!bin)
     throw new Error("no PostgreSQL binaries found (install postgresql, set PG_BIN_DIR, or set PG_TEST_URL)");
@@ -125,6 +131,7 @@ export async function startPostgres(): Promise<PgServer> {
     "--locale=C",
   ]);
   execFileSync(c1, a1, { stdio: "pipe" });
+  opts.prepare?.(dir, asRoot);
   const port = await freePort();
   const [c2, a2] = wrap(join(bin, "postgres"), [
     "-D",
@@ -147,6 +154,7 @@ export async function startPostgres(): Promise<PgServer> {
     "fsync=off",
     "-c",
     "full_page_writes=off",
+    ...(opts.settings ?? []).flatMap((x) => ["-c", x]),
   ]);
   let output = "";
   const child = spawn(c2, a2, { stdio: ["ignore", "pipe", "pipe"] });

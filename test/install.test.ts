@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, before, test } from "node:test";
+import { runProcess, writeConfig } from "./support/cli.js";
+import { assertSameTables, makePair } from "./support/harness.js";
+import { type PgServer, startPostgres, TEST_PASSWORD } from "./support/pg.js";
+
+/**
+ * The CLI as a user gets it: `npm pack`, then `npm i -g` of the tarball into a scratch prefix, with
+ * dependencies from the npm registry and no compiler on the PATH.
+ */
+
+const root = join(import.meta.dirname, "..");
+const scratch = mkdtempSync(join(tmpdir(), "fps-install-"));
+const prefix = join(scratch, "prefix");
+const bin = join(prefix, "bin", "fluvio-postgres-sink");
+const installed = join(prefix, "lib", "node_modules", "fluvio-postgres-sink");
+/** Only node's own directory and the system's: no project node_modules/.bin, so no tsc. */
+const cleanPath = `${dirname(process.execPath)}:/usr/bin:/bin`;
+const cleanEnv = { PATH: cleanPath, HOME: scratch, npm_config_cache: join(scratch, "npm-cache") };
+let server: PgServer;
+
+before(async () => {
+  const packed = execFileSync("npm", ["pack", "--json", "--pack-destination", scratch], {
+    cwd: root,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const [{ filename }] = JSON.parse(packed) as [{ filename: string }];
+  execFileSync(
+    "npm",
+    ["install", "--global", "--prefix", prefix, "--no-audit", "--no-fund", join(scratch, filename)],
+    { cwd: scratch, env: { ...process.env, ...cleanEnv }, stdio: "pipe" },
+  );
+  server = await startPostgres();
+});
+after(async () => {
+  await server?.stop();
+});
+
+test("the installed tree has no dev dependencies and no package with an install script", () => {
+  assert.ok(existsSync(bin), "the bin is linked");
+  const seen: string[] = [];
+  const walk = (dir: string) => {
+    if (!existsSync(dir)) return;
+    for (const name of readdirSync(dir)) {
+      if (name.startsWith(".")) continue;
+      if (name.startsWith("@")) {
+        walk(join(dir, name));
+        continue;
+      }
+      const pkg = JSON.parse(readFileSync(join(dir, name, "package.json"), "utf8"));
+      seen.push(pkg.name);
+      const scripts = pkg.scripts ?? {};
+      for (const s of ["preinstall", "install", "postinstall"])
+        assert.equal(scripts[s], undefined, `${pkg.name} has a ${s} script`);
+      walk(join(dir, name, "node_modules"));
+    }
+  };
+  walk(join(installed, "node_modules"));
+  assert.ok(seen.includes("pg") && seen.includes("yaml"), seen.join(", "));
+  for (const dev of [
+    "typescript",
+    "@fluvio/client",
+    "esbuild",
+    "serverless",
+    "@aws-sdk/client-secrets-manager",
+  ])
+    assert.ok(!seen.includes(dev), `${dev} is installed`);
+});
+
+test("--version, version, --help and help", async () => {
+  const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+  for (const arg of ["--version", "-V", "version"]) {
+    const r = await runProcess(bin, [arg], { env: cleanEnv });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `fluvio-postgres-sink ${version}\n`);
+  }
+  for (const arg of ["--help", "help"]) {
+    const r = await runProcess(bin, [arg], { env: cleanEnv });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^usage: fluvio-postgres-sink <command> --config <connector.yaml>\n/);
+  }
+  const bare = await runProcess(bin, [], { env: cleanEnv });
+  assert.equal(bare.code, 2);
+});
+
+for (const maxRecords of [1, 7, 1000]) {
+  test(`the installed CLI runs against a PostgreSQL with a file source (max_records ${maxRecords})`, async () => {
+    const p = await makePair(server, `installed${maxRecords}`);
+    try {
+      await p.sql("CREATE TABLE items (id bigint PRIMARY KEY, v text, n numeric)");
+      await p.sql("INSERT INTO items SELECT g, 'v' || g, g / 7.0 FROM generate_series(1, 30) g");
+      await p.sql(
+        "BEGIN; UPDATE items SET v = v || '!' WHERE id % 3 = 0; DELETE FROM items WHERE id % 5 = 0; COMMIT",
+      );
+      await p.capture();
+      const cfg = writeConfig(
+        dirname(p.topicFile),
+        `version: 0.2.0\nname: installed\ntype: postgres-sink\ntopic: postgres-topic\nparameters:\n  url: secrets.FLUVIO_PG_DATABASE_URL\n  source: file:${p.topicFile}\n  max_records: ${maxRecords}\nsecrets:\n  FLUVIO_PG_DATABASE_URL: ${p.targetUrl}\n`,
+      );
+      let status = "";
+      for (let i = 0; i < 100 && status !== "idle"; i++) {
+        const r = await runProcess(bin, ["run", "--config", cfg], { env: cleanEnv });
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(!`${r.stdout}${r.stderr}`.includes(TEST_PASSWORD), "no password in the output");
+        status = JSON.parse(r.stdout).status;
+      }
+      assert.equal(status, "idle");
+      await assertSameTables(p, ["items"]);
+    } finally {
+      await p.close();
+    }
+  });
+}
