@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
 import { readBudgetBytes } from "../src/budget.js";
 import type { Logger } from "../src/log.js";
 import { type RunSummary, runOnce } from "../src/run.js";
@@ -281,6 +282,37 @@ test("a source that outruns a tiny budget: the runs warn, the summary and status
     assert.equal(st.lag, p.records.length - Number(last.s.next_offset));
     assert.ok(st.arrival_rate >= low && st.arrival_rate <= high);
   } finally {
+    await p.close();
+  }
+});
+
+test("a budget-sized run that runs out of time halves what it read for the next run, then returns to the budget", async () => {
+  const p = await makePair(server, "shrink");
+  const blocker = new pg.Client({ connectionString: p.targetUrl });
+  try {
+    await p.sql(`CREATE TABLE items (id serial PRIMARY KEY, v text)`);
+    await produce(p, 30, 8); // 301 records
+    await p.run(); // the table exists on the target; nothing left
+    await produce(p, 30, 8);
+    await blocker.connect();
+    await blocker.query(`BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE`);
+    // The lock wait is capped by the run's 3 s deadline: out of time, not someone else's lock.
+    await assert.rejects(p.run({ runTimeoutMs: 3000 }), /the next run reads at most 150 records/);
+    await blocker.query("ROLLBACK");
+    const limited = await p.run();
+    assert.equal(limited.stopped_by, "max_records");
+    // 150, and the rest of the transaction it is in (10 records each).
+    assert.ok(limited.records >= 150 && limited.records < 160, `${limited.records}`);
+    const rest = await p.run();
+    assert.equal(rest.stopped_by, "end");
+    assert.equal(rest.lag, 0);
+    const r = await p.target.query(
+      `SELECT batch_limit FROM fluvio_sink.state WHERE connector = 'sink-shrink'`,
+    );
+    assert.equal(r.rows[0].batch_limit, null, "back to the budget once the limit no longer binds");
+    await assertSameTables(p, ["items"]);
+  } finally {
+    await blocker.end().catch(() => {});
     await p.close();
   }
 });
