@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { readBudgetBytes } from "./budget.js";
 import type { SinkConfig } from "./config.js";
 import { parseConnectorConfig } from "./config-file.js";
 import { asError, ConfigError } from "./errors.js";
@@ -11,6 +12,7 @@ import { formatLsn } from "./lsn.js";
 import { safeText } from "./row-values.js";
 import { connectTarget, defaultOpenSource, runOnce } from "./run.js";
 import { commitTimeIso, loadStatus, secondsSince } from "./state.js";
+import { estimateThroughput } from "./throughput.js";
 
 const USAGE = `usage: fluvio-postgres-sink <command> --config <connector.yaml>
 
@@ -61,6 +63,15 @@ async function status(config: SinkConfig): Promise<Record<string, unknown>> {
     const lag = end === null ? null : Number(end > next ? end - next : 0n);
     const commitTime = stored?.lastCommitTime ?? null;
     const health = stored?.health;
+    const rates = estimateThroughput(
+      stored?.runHistory ?? [],
+      {
+        intervalSeconds: config.scheduleIntervalSeconds,
+        maxRecords: stored?.batchLimit ?? config.maxRecords,
+        readBytes: readBudgetBytes(config.memoryBudgetMb),
+      },
+      lag,
+    );
     return {
       ...key,
       next_offset: next.toString(),
@@ -78,6 +89,13 @@ async function status(config: SinkConfig): Promise<Record<string, unknown>> {
       consecutive_failures: health?.consecutiveFailures ?? 0,
       batch_limit: stored?.batchLimit ?? null,
       max_records: config.maxRecords,
+      memory_budget_mb: config.memoryBudgetMb,
+      arrival_rate: rates.arrival_rate,
+      capacity: rates.capacity,
+      time_to_catch_up: rates.time_to_catch_up,
+      keeping_up: rates.keeping_up,
+      records_per_run: rates.records_per_run,
+      schedule_interval_seconds: rates.schedule_interval_seconds,
       updated_at: stored?.updatedAt?.toISOString() ?? null,
       tables: stored?.tables ?? [],
     };

@@ -17,7 +17,12 @@ export interface SinkConfig {
   partition: number;
   databaseUrl: string;
   source: { kind: "file"; path: string } | { kind: "fluvio"; endpoint: string | null };
-  maxRecords: number;
+  /** Records a run aims to consume; null: as many as its time and memory budget allow. */
+  maxRecords: number | null;
+  /** Memory a batch may use (MB), turned into bytes of records read (src/budget.ts). */
+  memoryBudgetMb: number;
+  /** The schedule's interval, for the capacity estimate; null: estimated from the runs' spacing. */
+  scheduleIntervalSeconds: number | null;
   /** A source transaction longer than this is applied in parts (loudly) to bound memory. */
   maxTransactionRecords: number;
   stateSchema: string;
@@ -50,7 +55,9 @@ export interface SinkConfig {
 
 export const DEFAULTS = {
   partition: 0,
-  maxRecords: 1000,
+  maxRecords: null,
+  memoryBudgetMb: 256,
+  scheduleIntervalSeconds: null,
   maxTransactionRecords: 1_000_000,
   stateSchema: "fluvio_sink",
   missingRows: "skip" as MissingRows,
@@ -75,6 +82,8 @@ const PARAMETERS = [
   "partition",
   "max_records",
   "max_transaction_records",
+  "memory_budget_mb",
+  "schedule_interval_seconds",
   "state_schema",
   "missing_rows",
   "connect_timeout_ms",
@@ -116,6 +125,8 @@ export const ENV_SETTINGS: Record<string, string> = {
   FLUVIO_SOURCE: "parameters.source",
   MAX_RECORDS: "parameters.max_records",
   MAX_TRANSACTION_RECORDS: "parameters.max_transaction_records",
+  MEMORY_BUDGET_MB: "parameters.memory_budget_mb",
+  SCHEDULE_INTERVAL_SECONDS: "parameters.schedule_interval_seconds",
   STATE_SCHEMA: "parameters.state_schema",
   MISSING_ROWS: "parameters.missing_rows",
   CONNECT_TIMEOUT_MS: "parameters.connect_timeout_ms",
@@ -274,14 +285,22 @@ export function validateConnectorConfig(
       `consumer.partition (${consumerPartition}) and parameters.partition (${paramPartition}) disagree: set one`,
     );
   const partition = c.partition != null ? consumerPartition : paramPartition;
-  const maxRecords = int(p.max_records, "parameters.max_records", 1, DEFAULTS.maxRecords);
+  const maxRecords =
+    p.max_records === undefined || p.max_records === null
+      ? DEFAULTS.maxRecords
+      : int(p.max_records, "parameters.max_records", 1, 1);
+  const memoryBudgetMb = int(p.memory_budget_mb, "parameters.memory_budget_mb", 1, DEFAULTS.memoryBudgetMb);
+  const scheduleIntervalSeconds =
+    p.schedule_interval_seconds === undefined || p.schedule_interval_seconds === null
+      ? DEFAULTS.scheduleIntervalSeconds
+      : int(p.schedule_interval_seconds, "parameters.schedule_interval_seconds", 1, 1);
   const maxTransactionRecords = int(
     p.max_transaction_records,
     "parameters.max_transaction_records",
     1,
     DEFAULTS.maxTransactionRecords,
   );
-  if (maxTransactionRecords < maxRecords)
+  if (maxRecords !== null && maxTransactionRecords < maxRecords)
     problems.push("parameters.max_transaction_records must be at least parameters.max_records");
   const stateSchema = str(p.state_schema, "parameters.state_schema", false) ?? DEFAULTS.stateSchema;
   const missingRows = p.missing_rows ?? DEFAULTS.missingRows;
@@ -354,6 +373,8 @@ export function validateConnectorConfig(
     databaseUrl: databaseUrl as string,
     source,
     maxRecords,
+    memoryBudgetMb,
+    scheduleIntervalSeconds,
     maxTransactionRecords,
     stateSchema,
     missingRows: missingRows as MissingRows,

@@ -6,6 +6,7 @@ import type { BeginEvent, Event } from "./events/types.js";
 import type { Logger } from "./log.js";
 import type { Source } from "./source/source.js";
 import type { AwaitedResend, SinkState } from "./state.js";
+import type { StopReason } from "./throughput.js";
 
 export interface Batch {
   events: Event[];
@@ -19,6 +20,11 @@ export interface Batch {
   lastRecordSha256: string | null;
   /** Dropped partial transactions whose re-sends are still awaited at nextOffset, by final LSN. */
   awaitedResends: AwaitedResend[];
+  /** Bytes of the records in the batch (UTF-16 code units, what the strings take; bytes for ASCII). */
+  bytes: number;
+  /** A single source transaction larger than the memory budget was read whole. */
+  bytesExceeded: boolean;
+  stoppedBy: StopReason;
 }
 
 export function recordSha256(value: string): string {
@@ -31,8 +37,10 @@ export function lsnText(lsn: bigint): string {
 }
 
 /**
- * Reads whole source transactions from `start`: at least up to max_records when available, never
- * stopping inside a transaction, except past max_transaction_records, where it stops loudly.
+ * Reads whole source transactions from `start` until the first of: max_records (or the reduced batch
+ * limit) reached, `readUntil` passed, the next transaction would take the batch past `readBytes`, or
+ * the source's end. Never stops inside a transaction, except past max_transaction_records, where it
+ * stops loudly; a first transaction larger than a limit is read whole.
  *
  * On a resume it first re-reads the record before `start` and checks it is the one applied last, so a
  * source whose offsets moved (log start shifted, topic recreated, file replaced) fails instead of
@@ -46,8 +54,10 @@ export async function readBatch(
   log: Logger,
   readUntil: number | null,
   deadline: number | null,
+  readBytes: number = Number.POSITIVE_INFINITY,
 ): Promise<Batch> {
-  const limit = BigInt(state.batchLimit ?? config.maxRecords);
+  const max = state.batchLimit ?? config.maxRecords;
+  const limit = max === null ? null : BigInt(max);
   const resuming = start === state.nextOffset;
   const verify =
     resuming &&
@@ -72,6 +82,11 @@ export async function readBatch(
   let checked = !verify;
   let partial = false;
   let exceeded = false;
+  // Bytes read past the stored offset, and those of the whole transactions kept.
+  let bytesRead = 0;
+  let bytesExceeded = false;
+  let bytes = 0;
+  let stoppedBy: StopReason = "end";
   reading: for await (const run of source.read(from, { hint, unverified: !verify }))
     for (const rec of run) {
       if (rec.lost) {
@@ -108,6 +123,13 @@ export async function readBatch(
         throw new DeadlineError(
           `ran out of time reading offset ${rec.offset} (a source transaction did not finish in time)`,
         );
+      bytesRead += rec.value.length;
+      // The batch must fit the memory budget: the transaction that would overflow it waits for the
+      // next run (read again then), unless it is the first, which is read whole.
+      if (bytesRead > readBytes && events.length > 0) {
+        stoppedBy = "memory";
+        break reading;
+      }
       const ev = decodeRecordFast(rec.offset, rec.value);
       if (ev.kind === "begin") {
         if (open.length > 0) {
@@ -147,7 +169,9 @@ export async function readBatch(
       if (ev.kind === "commit") {
         // Only a single transaction over the limit is worth reporting; stopping past the limit at a
         // commit is how every batch ends.
-        if (BigInt(open.length) > limit) exceeded = true;
+        if (limit !== null && BigInt(open.length) > limit) exceeded = true;
+        if (bytesRead > readBytes) bytesExceeded = true;
+        bytes = bytesRead;
         for (const e of open) events.push(e);
         open = [];
         inTxn = false;
@@ -156,9 +180,19 @@ export async function readBatch(
         resumePosition = rec.end === undefined ? null : BigInt(rec.end);
         lastRecordSha256 = recordSha256(rec.value);
         awaitedAtNext = awaited;
-        if (nextOffset - start >= limit) break reading;
+        if (limit !== null && nextOffset - start >= limit) {
+          stoppedBy = "max_records";
+          break reading;
+        }
+        if (bytesRead >= readBytes) {
+          stoppedBy = "memory";
+          break reading;
+        }
         // Leave the rest of the time for applying what was read.
-        if (readUntil !== null && Date.now() >= readUntil) break reading;
+        if (readUntil !== null && Date.now() >= readUntil) {
+          stoppedBy = "time";
+          break reading;
+        }
       } else if (open.length >= config.maxTransactionRecords) {
         log.warn(
           "source transaction exceeds max_transaction_records: applying it in parts; until it completes the target shows part of it",
@@ -171,6 +205,8 @@ export async function readBatch(
         lastRecordSha256 = recordSha256(rec.value);
         awaitedAtNext = awaited;
         partial = true;
+        bytes = bytesRead;
+        stoppedBy = "transaction";
         break reading;
       }
     }
@@ -188,6 +224,9 @@ export async function readBatch(
     resumePosition,
     lastRecordSha256,
     awaitedResends: awaitedAtNext,
+    bytes,
+    bytesExceeded,
+    stoppedBy,
   };
 }
 

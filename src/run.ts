@@ -5,6 +5,7 @@ import { type ExecuteResult, executePlan } from "./apply/execute.js";
 import { tableOf } from "./apply/model.js";
 import { type Plan, type PlanState, plan } from "./apply/plan.js";
 import { type ApplyMode, enterReplicaRole, isOrderSensitiveViolation } from "./apply/role.js";
+import { readBudgetBytes } from "./budget.js";
 import type { SinkConfig } from "./config.js";
 import { readSchemaHistory } from "./cutover.js";
 import { asError, DeadlineError, RecordError, sqlState } from "./errors.js";
@@ -33,6 +34,7 @@ import {
 } from "./state.js";
 import { closeTarget, connectTarget, destroyTarget, targetHost } from "./target/connect.js";
 import { isSessionFailure, type Phase, TargetError } from "./target/failure.js";
+import { appendSample, estimateThroughput, type RunSample, type StopReason } from "./throughput.js";
 
 export interface RunSummary {
   /** applied: something was consumed; idle: nothing to do; locked: another run holds the partition. */
@@ -67,6 +69,20 @@ export interface RunSummary {
    */
   seconds_behind_source: number | null;
   max_records_exceeded: boolean;
+  /** Bytes of the records consumed (what the memory budget counts). */
+  bytes: number;
+  /** A single source transaction larger than the memory budget was applied whole. */
+  memory_budget_exceeded: boolean;
+  /** Why reading stopped: the source's end, max_records, the memory budget, the time kept for reading, or a transaction over max_transaction_records. */
+  stopped_by: StopReason | null;
+  /** Records per second arriving at the source, over the last runs; null until known. */
+  arrival_rate: number | null;
+  /** Records per second the schedule can absorb (records a run can take / the schedule's interval). */
+  capacity: number | null;
+  /** Seconds until the lag is 0 at these rates; 0 when caught up; null when unknown or never. */
+  time_to_catch_up: number | null;
+  /** Over the last runs the source outran the schedule and the lag did not shrink (also logged as a warning). */
+  schedule_outrun: boolean;
   /** The run ended inside a source transaction too large for one run (max_transaction_records). */
   partial_transaction: boolean;
   duration_ms: number;
@@ -102,6 +118,26 @@ function lastCommitTime(events: Event[], previous: bigint | null): bigint | null
   let t = previous;
   for (const ev of events) if (ev.kind === "commit" && (t === null || ev.timestamp > t)) t = ev.timestamp;
   return t;
+}
+
+/**
+ * A budget-sized run that ran out of time before it had read its batch: the next one reads at most
+ * half of this (the former fixed default).
+ */
+const TIMEOUT_FALLBACK_RECORDS = 1000;
+
+/**
+ * After a run that fit in its time, a reduced batch limit grows back: doubling towards max_records,
+ * or, with batches sized by budget, back to the budget once a run ends before reaching the limit.
+ */
+export function nextBatchLimit(
+  limit: number | null,
+  maxRecords: number | null,
+  stoppedBy: StopReason,
+): number | null {
+  if (limit === null) return null;
+  if (maxRecords === null) return stoppedBy === "max_records" ? limit * 2 : null;
+  return limit * 2 >= maxRecords ? null : limit * 2;
 }
 
 /** Less time than this before the deadline: the run does not start. */
@@ -172,6 +208,13 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     lag: null,
     seconds_behind_source: null,
     max_records_exceeded: false,
+    bytes: 0,
+    memory_budget_exceeded: false,
+    stopped_by: null,
+    arrival_rate: null,
+    capacity: null,
+    time_to_catch_up: null,
+    schedule_outrun: false,
     partial_transaction: false,
     duration_ms: 0,
   };
@@ -205,6 +248,8 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
   let cuttingOver = false;
   // Whether the run read records past the stored offset: if it fails, they are still to be applied.
   let readPending = false;
+  // Records the run read, for the batch limit after a timeout; null until it has read its batch.
+  let readCount: number | null = null;
   let lockCappedByDeadline = false;
   try {
     if (deadline - Date.now() < MIN_RUN_MS)
@@ -272,8 +317,10 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     summary.next_offset = start.toString();
     offsets = `offset ${start}`;
     const readUntil = Date.now() + (deadline - Date.now()) / 2;
-    const batch = await readBatch(source, start, state, config, log, readUntil, deadline);
+    const readBytes = readBudgetBytes(config.memoryBudgetMb);
+    const batch = await readBatch(source, start, state, config, log, readUntil, deadline, readBytes);
     readPending = batch.nextOffset > start;
+    readCount = Number(batch.nextOffset - start);
     failpoint("after-read");
     await pausepoint("after-read");
 
@@ -355,9 +402,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       inTransaction: batch.partial,
       relations: planned.state.relations,
       types: planned.state.types,
-      // After a run that fit in its time, a reduced batch grows back towards max_records.
-      batchLimit:
-        state.batchLimit === null || state.batchLimit * 2 >= config.maxRecords ? null : state.batchLimit * 2,
+      batchLimit: nextBatchLimit(state.batchLimit, config.maxRecords, batch.stoppedBy),
       resumePosition: batch.resumePosition,
       lastRecordSha256: batch.lastRecordSha256,
       awaitedResends: batch.awaitedResends,
@@ -365,14 +410,31 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     // Nothing consumed means nothing to record: the stored state already says where to resume.
     if (batch.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);
     const commitTime = lastCommitTime(batch.events, state.lastCommitTime ?? null);
-    await recordSuccess(client, config.stateSchema, key, commitTime);
+    // Read before the commit, so the run's sample of the source's end goes into its transaction.
+    const end = await source.endOffset().catch(() => null);
+    const sample: RunSample = {
+      at: Date.now(),
+      end: end === null ? null : end.toString(),
+      next: batch.nextOffset.toString(),
+      records: Number(batch.nextOffset - start),
+      bytes: batch.bytes,
+      ms: Date.now() - started,
+      budget_ms: deadline - started,
+      stopped_by: batch.stoppedBy,
+    };
+    const history = appendSample(state.runHistory ?? [], sample);
+    await recordSuccess(client, config.stateSchema, key, commitTime, history);
     failpoint("before-commit");
     phase = "commit";
     await client.query("COMMIT");
     failpoint("after-commit");
     clearTimeout(watchdog);
 
-    const end = await source.endOffset().catch(() => null);
+    const rates = estimateThroughput(history, {
+      intervalSeconds: config.scheduleIntervalSeconds,
+      maxRecords: state.batchLimit ?? config.maxRecords,
+      readBytes,
+    });
     Object.assign(summary, {
       status: batch.nextOffset === state.nextOffset ? "idle" : "applied",
       records: Number(batch.nextOffset - start),
@@ -396,8 +458,32 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
               ? null
               : secondsSince(commitTime),
       max_records_exceeded: batch.exceeded,
+      bytes: batch.bytes,
+      memory_budget_exceeded: batch.bytesExceeded,
+      stopped_by: batch.stoppedBy,
+      arrival_rate: rates.arrival_rate,
+      capacity: rates.capacity,
+      time_to_catch_up: rates.time_to_catch_up,
+      schedule_outrun: rates.outrun,
       partial_transaction: batch.partial,
     });
+    if (rates.outrun)
+      log.warn(
+        "the source outruns the schedule: records arrive faster than the runs can apply them, and the lag keeps growing; shorten the schedule's interval or give runs more time or memory (README, Sizing)",
+        {
+          arrival_rate: rates.arrival_rate,
+          capacity: rates.capacity,
+          records_per_run: rates.records_per_run,
+          schedule_interval_seconds: rates.schedule_interval_seconds,
+          lag: summary.lag,
+          runs: history.length,
+        },
+      );
+    if (batch.bytesExceeded)
+      log.warn("a source transaction larger than the memory budget was applied whole", {
+        bytes: batch.bytes,
+        memory_budget_mb: config.memoryBudgetMb,
+      });
     if (batch.exceeded)
       log.info("a source transaction larger than max_records was applied whole", {
         records: summary.records,
@@ -429,7 +515,10 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       : caught;
     if (loaded && !connectionGone && isTimeout(caught, lockCappedByDeadline)) {
       // Without this a batch too big for the time would fail the same way on every run.
-      const limit = Math.max(1, Math.floor((loaded.batchLimit ?? config.maxRecords) / 2));
+      const limit = Math.max(
+        1,
+        Math.floor((loaded.batchLimit ?? config.maxRecords ?? readCount ?? TIMEOUT_FALLBACK_RECORDS) / 2),
+      );
       await saveBatchLimit(client, config.stateSchema, key, loaded, limit).then(
         () => log.warn("the run ran out of time; the next run takes a smaller batch", { batch_limit: limit }),
         () => {},

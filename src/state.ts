@@ -2,6 +2,7 @@ import type pg from "pg";
 import { type CachedRelation, tableOf } from "./apply/model.js";
 import { qualified, quoteIdent } from "./apply/sql.js";
 import type { Relation } from "./events/types.js";
+import type { RunSample } from "./throughput.js";
 
 /**
  * The sink's own state, kept in the target database and written only in the transaction that applies
@@ -37,6 +38,8 @@ export interface SinkState {
    * since 2000-01-01 UTC); null or absent when unknown.
    */
   lastCommitTime?: bigint | null;
+  /** The last successful runs, oldest first, for the arrival rate and capacity (src/throughput.ts). */
+  runHistory?: RunSample[];
 }
 
 export interface AwaitedResend {
@@ -97,6 +100,7 @@ const ADDED_COLUMNS: [name: string, definition: string][] = [
   ["resume_position", "bigint"],
   ["last_record_sha256", "text"],
   ["awaited_resend", "jsonb"],
+  ["run_history", "jsonb"],
 ];
 
 /** The columns of the state table that exist (empty: no table). */
@@ -160,7 +164,7 @@ export async function loadState(
   const r = await client.query(
     `SELECT next_offset::text, last_commit_lsn::text, in_transaction, relations, types, batch_limit,
             ${COMMIT_TIME_US} AS last_commit_time,
-            resume_position::text, last_record_sha256, awaited_resend
+            resume_position::text, last_record_sha256, awaited_resend, run_history
        FROM ${qualified(schema, TABLE)} WHERE connector = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
     [key.connector, key.topic, key.partition],
   );
@@ -184,6 +188,7 @@ export async function loadState(
       (a) => ({ finalLsn: BigInt(a.final_lsn), from: BigInt(a.from), to: BigInt(a.to) }),
     ),
     lastCommitTime: row.last_commit_time === null ? null : BigInt(row.last_commit_time),
+    runHistory: (row.run_history ?? []) as RunSample[],
   };
 }
 
@@ -202,13 +207,21 @@ export async function recordSuccess(
   schema: string,
   key: PartitionKey,
   lastCommitTime: bigint | null,
+  runHistory: RunSample[] | null = null,
 ): Promise<void> {
   await client.query(
     `UPDATE ${qualified(schema, TABLE)}
         SET last_success_at = now(), consecutive_failures = 0,
-            last_commit_time = COALESCE(${commitTimeParam(4)}, last_commit_time)
+            last_commit_time = COALESCE(${commitTimeParam(4)}, last_commit_time),
+            run_history = COALESCE($5::jsonb, run_history)
       WHERE connector = $1 AND topic = $2 AND partition = $3`,
-    [key.connector, key.topic, key.partition, lastCommitTime === null ? null : lastCommitTime.toString()],
+    [
+      key.connector,
+      key.topic,
+      key.partition,
+      lastCommitTime === null ? null : lastCommitTime.toString(),
+      runHistory === null ? null : JSON.stringify(runHistory),
+    ],
   );
 }
 
@@ -261,6 +274,7 @@ export interface StoredStatus {
   updatedAt: Date | null;
   health: RunHealth;
   tables: string[];
+  runHistory: RunSample[];
 }
 
 export async function loadStatus(
@@ -275,7 +289,7 @@ export async function loadStatus(
   const r = await client.query(
     `SELECT next_offset::text, last_commit_lsn::text, batch_limit, updated_at,
             ${col("last_commit_time", COMMIT_TIME_US)}, ${col("last_success_at")}, ${col("last_error")},
-            ${col("last_error_at")}, ${col("consecutive_failures")},
+            ${col("last_error_at")}, ${col("consecutive_failures")}, ${col("run_history")},
             (SELECT coalesce(jsonb_agg(r -> 'relation' ->> 'namespace' || '.' || (r -> 'relation' ->> 'name')), '[]')
                FROM jsonb_array_elements(relations) AS r) AS tables
        FROM ${qualified(schema, TABLE)} WHERE connector = $1 AND topic = $2 AND partition = $3`,
@@ -296,6 +310,7 @@ export async function loadStatus(
       consecutiveFailures: row.consecutive_failures ?? 0,
     },
     tables: row.tables,
+    runHistory: (row.run_history ?? []) as RunSample[],
   };
 }
 

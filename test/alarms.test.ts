@@ -83,6 +83,8 @@ test("serverless package creates the lag, errors and no-successful-run alarms on
     "partition=2",
     "lagAlarmSeconds=600",
     "noSuccessAlarmMinutes=20",
+    "outrunAlarmPeriods=4",
+    "schedule=rate(5 minutes)",
     `alarmTopicArn=${TOPIC_ARN}`,
   ]);
   const fn = Object.values(template.Resources as Record<string, Json>).find(
@@ -103,8 +105,24 @@ test("serverless package creates the lag, errors and no-successful-run alarms on
   assert.deepEqual(Object.keys(a).sort(), [
     "ErrorsAlarm",
     "NoSuccessfulRunAlarm",
+    "ScheduleOutrunAlarm",
     "SecondsBehindSourceAlarm",
   ]);
+  // The handler's capacity estimate knows the schedule's interval.
+  assert.equal(vars.SCHEDULE_INTERVAL_SECONDS, "300");
+
+  // Every run of the periods said the source outran the schedule (ScheduleOutrun, 0 or 1 a run).
+  const outrun = a.ScheduleOutrunAlarm;
+  assert.equal(outrun.Namespace, namespace);
+  assert.equal(outrun.MetricName, "ScheduleOutrun");
+  assert.deepEqual(outrun.Dimensions, dims);
+  assert.equal(outrun.Statistic, "Minimum");
+  assert.equal(outrun.ComparisonOperator, "GreaterThanOrEqualToThreshold");
+  assert.equal(outrun.Threshold, 1);
+  assert.equal(Number(outrun.EvaluationPeriods), 4);
+  assert.equal(Number(outrun.DatapointsToAlarm), 4);
+  // Periods without a run (a schedule longer than 5 minutes, cron gaps) neither breach nor clear it.
+  assert.equal(outrun.TreatMissingData, "missing");
 
   const lag = a.SecondsBehindSourceAlarm;
   assert.equal(lag.Namespace, namespace);
@@ -148,12 +166,35 @@ test("serverless package creates the lag, errors and no-successful-run alarms on
   }
 
   // Without a topic: the same alarms, no actions.
-  const quiet = alarms(packageTemplate([]));
-  assert.equal(Object.keys(quiet).length, 3);
+  const quietTemplate = packageTemplate([]);
+  const quiet = alarms(quietTemplate);
+  assert.equal(Object.keys(quiet).length, 4);
   for (const alarm of Object.values(quiet)) {
     assert.equal(alarm.AlarmActions, undefined);
     assert.equal(alarm.OKActions, undefined);
   }
   assert.equal(Number(quiet.SecondsBehindSourceAlarm.Threshold), 900, "default lagAlarmSeconds");
   assert.equal(Number(quiet.NoSuccessfulRunAlarm.EvaluationPeriods), 30, "default noSuccessAlarmMinutes");
+  assert.equal(Number(quiet.ScheduleOutrunAlarm.EvaluationPeriods), 3, "default outrunAlarmPeriods");
+  // The defaults for low volume: a run a minute, each batch as large as its budget allows.
+  const fn2 = quietTemplate.Resources.ApplyLambdaFunction.Properties;
+  assert.equal(fn2.Environment.Variables.SCHEDULE_INTERVAL_SECONDS, "60");
+  assert.equal(fn2.Environment.Variables.MAX_RECORDS, "");
+  assert.equal(fn2.MemorySize, 512);
+  const rule = Object.values(quietTemplate.Resources as Record<string, Json>).find(
+    (r) => r.Type === "AWS::Events::Rule",
+  );
+  assert.equal(rule.Properties.ScheduleExpression, "rate(1 minute)");
+});
+
+test("deploy/schedule.cjs: the interval of rate() schedules; none for cron (estimated from the runs)", async () => {
+  const { createRequire } = await import("node:module");
+  const resolve = createRequire(import.meta.url)(join(root, "deploy", "schedule.cjs"));
+  const interval = async (schedule: string) =>
+    (await resolve({ resolveVariable: async () => schedule })).intervalSeconds;
+  assert.equal(await interval("rate(1 minute)"), "60");
+  assert.equal(await interval("rate(10 minutes)"), "600");
+  assert.equal(await interval("rate(2 hours)"), "7200");
+  assert.equal(await interval("rate(1 day)"), "86400");
+  assert.equal(await interval("cron(0/15 * * * ? *)"), "");
 });

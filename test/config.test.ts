@@ -214,3 +214,38 @@ test("the apiVersion/meta layout is rejected with the layout to use", () => {
     /^ConfigError: config: the apiVersion\/meta layout is not read by this sink: put version, name, type and topic at the top level \(not under meta\), the settings under parameters/,
   );
 });
+
+test("batch budget: max_records unset means budget-sized; memory_budget_mb and schedule_interval_seconds, also from the environment, validated", () => {
+  const env = { FLUVIO_PG_DATABASE_URL: "postgres://env/db" };
+  const d = parseConnectorConfig(base, { env });
+  assert.deepEqual([d.maxRecords, d.memoryBudgetMb, d.scheduleIntervalSeconds], [null, 256, null]);
+  const c = parseConnectorConfig(
+    `${base}parameters:\n  memory_budget_mb: 64\n  schedule_interval_seconds: 300\n  max_records: 5\n`,
+    { env },
+  );
+  assert.deepEqual([c.maxRecords, c.memoryBudgetMb, c.scheduleIntervalSeconds], [5, 64, 300]);
+  const e = configFromEnv({
+    ...env,
+    FLUVIO_TOPIC: "t",
+    MAX_RECORDS: "",
+    MEMORY_BUDGET_MB: "300",
+    SCHEDULE_INTERVAL_SECONDS: "60",
+  });
+  assert.deepEqual([e.maxRecords, e.memoryBudgetMb, e.scheduleIntervalSeconds], [null, 300, 60]);
+  assert.throws(
+    () =>
+      parseConnectorConfig(
+        `${base}parameters:\n  memory_budget_mb: 0\n  schedule_interval_seconds: soon\n  max_records: -1\n`,
+        { env },
+      ),
+    (x: Error) =>
+      /parameters\.memory_budget_mb must be an integer >= 1/.test(x.message) &&
+      /parameters\.schedule_interval_seconds must be an integer >= 1/.test(x.message) &&
+      /parameters\.max_records must be an integer >= 1/.test(x.message),
+  );
+  // max_transaction_records is checked against max_records only when that is set.
+  assert.equal(
+    parseConnectorConfig(`${base}parameters:\n  max_transaction_records: 10\n`, { env }).maxRecords,
+    null,
+  );
+});

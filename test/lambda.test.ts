@@ -365,6 +365,49 @@ test("a secret fetch that never answers ends at the run's deadline", async () =>
   }
 });
 
+test("a source that outruns a tiny budget: the invocations publish ArrivalRate above Capacity and ScheduleOutrun, and warn", async () => {
+  cluster.createTopic("lam-outrun");
+  const outEnv = {
+    ...env(),
+    FLUVIO_TOPIC: "lam-outrun",
+    FLUVIO_PG_SINK_NAME: "outrun-sink",
+    MAX_RECORDS: "20",
+    SCHEDULE_INTERVAL_SECONDS: "1",
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "512",
+  };
+  await p.sql(`CREATE TABLE outrun_items (id serial PRIMARY KEY, v text)`);
+  const saved = process.env.POWERTOOLS_LOG_LEVEL;
+  process.env.POWERTOOLS_LOG_LEVEL = "WARN";
+  try {
+    const published: ReturnType<typeof emfOf>[] = [];
+    const warned: boolean[] = [];
+    for (let i = 0; i < 6; i++) {
+      // 50 records a tick (10 transactions of 3 rows, one relation record); a run takes about 20.
+      for (let k = 0; k < 10; k++)
+        await p.sql(`INSERT INTO outrun_items (v) SELECT 'v' || g FROM generate_series(1, 3) g`);
+      await produce(cluster.endpoint, "lam-outrun", await p.capture());
+      const { result, lines } = await invoke(outEnv);
+      assert.equal((result as RunSummary).status, "applied");
+      published.push(emfOf(lines));
+      warned.push(lines.some((l) => l.includes("the source outruns the schedule")));
+    }
+    // Known from the second run on; the outrun needs five runs of history.
+    assert.equal(published[0]?.ArrivalRate, undefined);
+    for (const m of published.slice(1)) {
+      assert.ok(m.ArrivalRate > m.Capacity, `${m.ArrivalRate} > ${m.Capacity}`);
+      assert.ok(m.Capacity >= 20 && m.Capacity <= 22, "about 20 records a run, a run a second");
+      assert.ok(!m.names.includes("TimeToCatchUp"), "never catches up at these rates");
+    }
+    assert.deepEqual(
+      published.map((m) => m.ScheduleOutrun),
+      [0, 0, 0, 0, 1, 1],
+    );
+    assert.deepEqual(warned, [false, false, false, false, true, true]);
+  } finally {
+    process.env.POWERTOOLS_LOG_LEVEL = saved;
+  }
+});
+
 // The native Fluvio client, stopped before a partition's end (max_records), stays referenced in this
 // process; Lambda freezes after the handler resolves and the CLI exits explicitly, so this file does too.
 after(() => setTimeout(() => process.exit(), 200));

@@ -9,6 +9,7 @@ import middy from "@middy/core";
 import secretsManager from "@middy/secrets-manager";
 import { clearCache, getInternal } from "@middy/util";
 import type { Context } from "aws-lambda";
+import { lambdaMemoryBudgetMb } from "../budget.js";
 import { configFromEnv } from "../config.js";
 import { asError, ConfigError, SinkError, sqlState } from "../errors.js";
 import type { Logger as SinkLogger } from "../log.js";
@@ -136,6 +137,13 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
     // Dead letters come with on_error: dead_letter; until then nothing is ever set aside.
     count("DeadLetters", 0);
     if (s && s.lag !== null) count("Lag", s.lag);
+    // Can the schedule keep up: published once a run knows (README, Sizing).
+    if (s && s.arrival_rate !== null)
+      metrics.addMetric("ArrivalRate", MetricUnit.CountPerSecond, s.arrival_rate);
+    if (s && s.capacity !== null) metrics.addMetric("Capacity", MetricUnit.CountPerSecond, s.capacity);
+    if (s && s.time_to_catch_up !== null)
+      metrics.addMetric("TimeToCatchUp", MetricUnit.Seconds, s.time_to_catch_up);
+    if (s && o.status !== "locked") count("ScheduleOutrun", s.schedule_outrun ? 1 : 0);
     const behind =
       o.status === "failed" ? (o.failure?.seconds_behind_source ?? null) : o.summary.seconds_behind_source;
     if (behind !== null) metrics.addMetric("SecondsBehindSource", MetricUnit.Seconds, behind);
@@ -175,7 +183,10 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
             FLUVIO_PG_SSL_ROOT_CERT: "secrets.FLUVIO_PG_CA_PEM",
           }
         : {};
-      return configFromEnv({ ...env, ...ca, FLUVIO_PG_DATABASE_URL: url });
+      // The batch's memory budget follows the function's memory size unless set.
+      const memory = Number(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
+      const budget = env.MEMORY_BUDGET_MB || (memory > 0 ? String(lambdaMemoryBudgetMb(memory)) : undefined);
+      return configFromEnv({ ...env, ...ca, FLUVIO_PG_DATABASE_URL: url, MEMORY_BUDGET_MB: budget });
     };
     const deadline = () => Date.now() + context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS;
     const url = secrets.databaseUrl ? urlFromSecret(context.databaseUrl) : env.FLUVIO_PG_DATABASE_URL;

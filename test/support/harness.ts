@@ -54,6 +54,8 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
     databaseUrl: targetUrl,
     source: { kind: "file", path: topicFile },
     maxRecords: DEFAULTS.maxRecords,
+    memoryBudgetMb: DEFAULTS.memoryBudgetMb,
+    scheduleIntervalSeconds: DEFAULTS.scheduleIntervalSeconds,
     maxTransactionRecords: DEFAULTS.maxTransactionRecords,
     stateSchema: DEFAULTS.stateSchema,
     missingRows: "skip",
