@@ -6,7 +6,6 @@ import { tableOf } from "./apply/model.js";
 import { type Plan, type PlanState, plan } from "./apply/plan.js";
 import { type ApplyMode, enterReplicaRole, isOrderSensitiveViolation } from "./apply/role.js";
 import type { SinkConfig } from "./config.js";
-import { readSchemaHistory } from "./cutover.js";
 import { asError, DeadlineError, RecordError, sqlState } from "./errors.js";
 import type { Event, Relation } from "./events/types.js";
 import { failpoint, pausepoint } from "./failpoint.js";
@@ -127,7 +126,8 @@ function isTimeout(e: unknown, lockCappedByDeadline: boolean): boolean {
   return e instanceof DeadlineError || code === "57014" || (code === "55P03" && lockCappedByDeadline);
 }
 
-export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
+/** `keepClient`: a Fluvio client stays connected for the process's next run (a warm Lambda). */
+export function defaultOpenSource(config: SinkConfig, log: Logger, keepClient = false): Source {
   if (config.source.kind === "file") return new FileSource(config.source.path);
   return new FluvioSource({
     topic: config.topic,
@@ -138,6 +138,7 @@ export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
     fetchMaxBytes: config.fetchMaxBytes,
     onLostRecords: config.onLostRecords,
     log,
+    keepClient,
   });
 }
 
@@ -468,6 +469,8 @@ async function rebuildRelationCache(
   state: SinkState,
   log: Logger,
 ): Promise<void> {
+  // Loaded here: only the one cut-over run needs it.
+  const { readSchemaHistory } = await import("./cutover.js");
   const history = await readSchemaHistory(source, legacy);
   // The Rust sink followed every schema change up to its offset: the last description of each
   // table is what the target has.

@@ -7,7 +7,8 @@ import type { Context } from "aws-lambda";
 import pg from "pg";
 import { createApplyHandler } from "../src/lambda/apply.js";
 import type { RunSummary } from "../src/run.js";
-import { FluvioTestCluster } from "./support/fluvio/cluster.js";
+import { forgetFluvioClients } from "../src/source/fluvio.js";
+import { Api, FluvioTestCluster } from "./support/fluvio/cluster.js";
 import { produce } from "./support/fluvio/produce.js";
 import { assertSameTables, makePair, type Pair } from "./support/harness.js";
 import { type PgServer, startPostgres } from "./support/pg.js";
@@ -368,3 +369,82 @@ test("a secret fetch that never answers ends at the run's deadline", async () =>
 // The native Fluvio client, stopped before a partition's end (max_records), stays referenced in this
 // process; Lambda freezes after the handler resolves and the CLI exits explicitly, so this file does too.
 after(() => setTimeout(() => process.exit(), 200));
+
+/** New connections the native client opened to the SC so far (each begins with ApiVersions). */
+const scConnects = () => cluster.seen.filter((s) => s.server === "sc" && s.apiKey === Api.ApiVersions).length;
+
+/** A source and target of their own, a topic of their own, and a handler for them. */
+async function warmSetup(name: string, maxRecords: number) {
+  const q = await makePair(server, name);
+  await q.sql(`CREATE TABLE warm_items (id int PRIMARY KEY, v text)`);
+  cluster.createTopic(name);
+  sm.secrets.set(`prod/sink/${name}`, q.targetUrl);
+  const handler = createApplyHandler({
+    ...env(),
+    FLUVIO_TOPIC: name,
+    FLUVIO_PG_SINK_NAME: `${name}-sink`,
+    FLUVIO_PG_DATABASE_URL_SECRET: `prod/sink/${name}`,
+    MAX_RECORDS: String(maxRecords),
+  });
+  const write = async (from: number, n: number) => {
+    for (let i = from; i < from + n; i++) await q.sql(`INSERT INTO warm_items VALUES ($1, $2)`, [i, `v${i}`]);
+    await q.sql(`UPDATE warm_items SET v = v || '!' WHERE id % 3 = 0`);
+    await q.sql(`DELETE FROM warm_items WHERE id % 5 = 0`);
+    await produce(cluster.endpoint, name, await q.capture());
+  };
+  /** Invokes until caught up; returns the summaries. */
+  const drain = async () => {
+    const out: RunSummary[] = [];
+    for (let i = 0; i < 500; i++) {
+      const s = await handler({}, context(30_000));
+      assert.equal(s.status, s.records === 0 ? s.status : "applied");
+      out.push(s);
+      if (s.lag === 0) return out;
+    }
+    throw new Error("never caught up");
+  };
+  return { q, write, drain };
+}
+
+for (const max of [1, 7, 1000])
+  test(`a warm function reuses its Fluvio connection across invocations and still reads exactly (max_records ${max})`, async () => {
+    forgetFluvioClients();
+    const { q, write, drain } = await warmSetup(`warm${max}`, max);
+    try {
+      await write(0, 12);
+      const before = scConnects();
+      const first = await drain();
+      assert.equal(scConnects() - before, 1, "the first invocation connects once");
+      assert.equal(first.at(-1)?.next_offset, String(q.records.length));
+      await assertSameTables(q, ["warm_items"]);
+
+      await write(100, 9);
+      const connected = scConnects();
+      const second = await drain();
+      assert.ok(second.some((s) => s.records > 0));
+      assert.equal(scConnects(), connected, "later invocations connect no more");
+      assert.equal(second.at(-1)?.next_offset, String(q.records.length));
+      await assertSameTables(q, ["warm_items"]);
+    } finally {
+      await q.close();
+    }
+  });
+
+test("a kept Fluvio connection the cluster dropped is replaced, and the invocation reads exactly", async () => {
+  forgetFluvioClients();
+  const { q, write, drain } = await warmSetup("warmdrop", 7);
+  try {
+    await write(0, 10);
+    await drain();
+    cluster.dropConnections("all");
+    await write(100, 10);
+    const before = scConnects();
+    const runs = await drain();
+    assert.ok(scConnects() > before, "connected again");
+    assert.ok(runs.every((s) => s.status === "applied"));
+    assert.equal(runs.at(-1)?.next_offset, String(q.records.length));
+    await assertSameTables(q, ["warm_items"]);
+  } finally {
+    await q.close();
+  }
+});

@@ -28,6 +28,22 @@ export interface FluvioSourceOptions {
   /** When the stored offset is below the partition's start (retention removed records). */
   onLostRecords: "error" | "skip";
   log: Logger;
+  /**
+   * Keep the connected client in module scope for the next source of the same cluster (a warm
+   * Lambda's next invocation): connecting costs more than a small batch. Checked on every use.
+   */
+  keepClient?: boolean;
+}
+
+/**
+ * Connected clients kept between runs in one process, by cluster. Kept only while every call on
+ * them answered: a run never leaves a read pending on a client it keeps.
+ */
+const kept_ = new Map<string, Native>();
+
+/** Forgets every kept client (tests). */
+export function forgetFluvioClients(): void {
+  kept_.clear();
 }
 
 interface PartitionBounds {
@@ -58,6 +74,10 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<
 export class FluvioSource implements Source {
   readonly description: string;
   private client: Native;
+  private admin: Native;
+  private consumer: Native;
+  /** The client came from an earlier invocation (keepClient). */
+  private reused = false;
   private bounds: PartitionBounds | null = null;
   private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -69,8 +89,21 @@ export class FluvioSource implements Source {
     return `Fluvio cluster ${this.o.endpoint ?? "(profile)"}, topic ${this.o.topic} partition ${this.o.partition}`;
   }
 
+  /** Which cached connection fits these options: the same cluster, by endpoint or profile file. */
+  private cacheKey(): string {
+    return this.o.endpoint ?? `profile:${process.env.FLV_PROFILE_PATH ?? "~/.fluvio/config"}`;
+  }
+
   private async connect(): Promise<Native> {
     if (this.client) return this.client;
+    if (this.o.keepClient) {
+      const kept = kept_.get(this.cacheKey());
+      if (kept) {
+        this.client = kept;
+        this.reused = true;
+        return kept;
+      }
+    }
     // The native module prints its tracing to stdout, which carries only the run summary.
     process.env.RUST_LOG ??= "off";
     let Fluvio: Native;
@@ -98,20 +131,62 @@ export class FluvioSource implements Source {
       throw new SinkError(`cannot connect to ${this.where()}: ${asError(e).message}`);
     }
     this.client = client;
+    this.reused = false;
+    if (this.o.keepClient) kept_.set(this.cacheKey(), client);
     return client;
   }
 
-  /** The partition's log start and end (high watermark), as the cluster reports them now. */
+  /**
+   * A kept client that failed or timed out is never used again: its connection may be gone, and a
+   * native call that timed out may still be pending on it.
+   */
+  private forget(): void {
+    if (this.client && kept_.get(this.cacheKey()) === this.client) kept_.delete(this.cacheKey());
+    this.client = undefined;
+    this.admin = undefined;
+    this.consumer = undefined;
+  }
+
+  /** Runs `fn` on this run's client; any failure retires the client from the cache. */
+  private async guarded<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      this.forget();
+      throw e;
+    }
+  }
+
+  /**
+   * The partition's log start and end (high watermark), as the cluster reports them now. On a client
+   * kept from an earlier invocation this is also the check that it still works: if not, it is
+   * dropped and the listing asked once more on a fresh connection.
+   */
   async partitionBounds(): Promise<PartitionBounds> {
-    const client = await this.connect();
+    await this.connect();
+    if (!this.reused) return this.guarded(() => this.listBounds());
+    try {
+      return await this.listBounds();
+    } catch (e) {
+      this.o.log.info("the Fluvio connection kept from an earlier invocation failed: connecting again", {
+        error: asError(e).message,
+      });
+      this.forget();
+      await this.connect();
+      return this.guarded(() => this.listBounds());
+    }
+  }
+
+  private async listBounds(): Promise<PartitionBounds> {
+    const client = this.client;
     const ms = this.o.connectTimeoutMs;
-    const admin = await withTimeout(
+    this.admin ??= await withTimeout(
       Promise.resolve(client.admin()),
       ms,
       () => `opening admin on ${this.where()}`,
     );
     const json = await withTimeout(
-      Promise.resolve(admin.listPartitions()),
+      Promise.resolve(this.admin.listPartitions()),
       ms,
       () => `listing partitions of ${this.where()}`,
     );
@@ -170,11 +245,12 @@ export class FluvioSource implements Source {
   /** A stream from `index` records after the SPU's log start ('beginning') or before its end. */
   private async openStream(index: number, from: "beginning" | "end" = "beginning"): Promise<Native> {
     const ms = this.o.readTimeoutMs;
-    const consumer = await withTimeout(
+    this.consumer ??= await withTimeout(
       Promise.resolve(this.client.partitionConsumer(this.o.topic, this.o.partition)),
       ms,
       () => `opening a consumer on ${this.where()}`,
     );
+    const consumer = this.consumer;
     // smartmoduleType is required by the binding and unused without a SmartModule; the config is the
     // only way to set the fetch size (the default, 1 MB, never delivers a larger batch).
     return withTimeout(
@@ -190,6 +266,15 @@ export class FluvioSource implements Source {
   }
 
   async *read(start: bigint, opts: ReadOptions = {}): AsyncIterable<SourceRecord[]> {
+    try {
+      yield* this.records(start, opts);
+    } catch (e) {
+      this.forget();
+      throw e;
+    }
+  }
+
+  private async *records(start: bigint, opts: ReadOptions): AsyncIterable<SourceRecord[]> {
     const b = this.bounds ?? (await this.partitionBounds());
     this.bounds = b;
     if (start < b.start)
@@ -297,6 +382,8 @@ export class FluvioSource implements Source {
 
   async close(): Promise<void> {
     // The native client has no close(); its sockets do not keep the process alive, pending reads do,
-    // and a bounded read leaves none.
+    // and a bounded read leaves none. A kept client stays connected for the next run.
+    this.admin = undefined;
+    this.consumer = undefined;
   }
 }
