@@ -285,7 +285,9 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       if (ev.kind === "relation") relations.push(ev.relation);
       else if (ev.kind === "type") types.set(ev.id, { namespace: ev.namespace, name: ev.name });
     }
-    await client.query("SET CONSTRAINTS ALL DEFERRED");
+    // Nothing read (an idle run): no statements, so none of the target's catalog is needed.
+    const idle = batch.events.length === 0;
+    if (!idle) await client.query("SET CONSTRAINTS ALL DEFERRED");
     const owned = relations.flatMap((r) => {
       const c = state.relations.get(r.relId);
       return c ? [tableOf(c)] : [];
@@ -294,7 +296,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       ...[...state.relations.values()].map(tableOf),
       ...relations.map((r) => ({ schema: r.namespace, name: r.name })),
     ].map((t): [string, string] => [t.schema, t.name]);
-    const traits = await loadTargetTraits(client, followed);
+    const traits = idle ? new Map() : await loadTargetTraits(client, followed);
     const planState: PlanState = { ...state, inTransaction: batch.startsInside };
     const options = {
       traits,
@@ -308,7 +310,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     let planned: Plan = plan(
       batch.events,
       planState,
-      await loadCatalog(client, relations, types, owned),
+      idle ? { tables: new Map(), types: new Map() } : await loadCatalog(client, relations, types, owned),
       options,
     );
     let executed: ExecuteResult;
