@@ -301,7 +301,7 @@ try {
       schedMs.toFixed(0),
       Math.round(schedRate).toString(),
       (schedRate / subRate).toFixed(2),
-      `median ${median(runs.map((r) => r.ms)).toFixed(0)} ms per invocation (in-run ${median(runs.map((r) => r.summary.duration_ms)).toFixed(0)} ms); wall ${(wallMs / 1000).toFixed(1)} s with the idle check`,
+      `median ${median(runs.map((r) => r.ms)).toFixed(0)} ms per invocation (in-run ${median(runs.map((r) => r.summary.duration_ms)).toFixed(0)} ms), ${runs.reduce((a, r) => a + (r.cpu ?? 0), 0).toFixed(1)} s CPU in all; wall ${(wallMs / 1000).toFixed(1)} s with the idle check`,
     ]);
     const idle: CliRun[] = [];
     for (let i = 0; i < 3; i++) idle.push(await runCli(cfg));
