@@ -506,11 +506,11 @@ class Planner {
       });
     else {
       const older = e.image as Value[];
-      if (!e.ownImage) {
-        e.image = new Array<Value>(older.length);
-        e.ownImage = true;
-      }
-      e.image = merge(ev.newTuple, older, e.image as Value[]);
+      // The first merge copies (the tuple belongs to an event); later ones write in place.
+      const into =
+        e.ownImage && older.length === ev.newTuple.length ? older : new Array<Value>(ev.newTuple.length);
+      e.image = merge(ev.newTuple, older, into);
+      e.ownImage = true;
       e.to = ev.offset;
     }
   }
