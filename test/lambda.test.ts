@@ -7,7 +7,7 @@ import type { Context } from "aws-lambda";
 import pg from "pg";
 import { createApplyHandler } from "../src/lambda/apply.js";
 import type { RunSummary } from "../src/run.js";
-import { forgetFluvioClients } from "../src/source/fluvio.js";
+import { fluvioConnectionsMade, forgetFluvioClients } from "../src/source/fluvio.js";
 import { Api, FluvioTestCluster } from "./support/fluvio/cluster.js";
 import { produce } from "./support/fluvio/produce.js";
 import { assertSameTables, makePair, type Pair } from "./support/harness.js";
@@ -370,8 +370,10 @@ test("a secret fetch that never answers ends at the run's deadline", async () =>
 // process; Lambda freezes after the handler resolves and the CLI exits explicitly, so this file does too.
 after(() => setTimeout(() => process.exit(), 200));
 
-/** New connections the native client opened to the SC so far (each begins with ApiVersions). */
-const scConnects = () => cluster.seen.filter((s) => s.server === "sc" && s.apiKey === Api.ApiVersions).length;
+/** Connections the sink's Fluvio source made so far, and the SC connections the cluster saw. */
+const scConnects = () => fluvioConnectionsMade();
+const seenConnects = () =>
+  cluster.seen.filter((s) => s.server === "sc" && s.apiKey === Api.ApiVersions).length;
 
 /** A source and target of their own, a topic of their own, and a handler for them. */
 async function warmSetup(name: string, maxRecords: number) {
@@ -403,26 +405,40 @@ async function warmSetup(name: string, maxRecords: number) {
     }
     throw new Error("never caught up");
   };
-  return { q, write, drain };
+  return { q, write, drain, handler };
 }
 
 for (const max of [1, 7, 1000])
-  test(`a warm function reuses its Fluvio connection across invocations and still reads exactly (max_records ${max})`, async () => {
+  test(`a warm function keeps its Fluvio connection while its runs read to the end, and still reads exactly (max_records ${max})`, async () => {
     forgetFluvioClients();
-    const { q, write, drain } = await warmSetup(`warm${max}`, max);
+    const { q, write, drain, handler } = await warmSetup(`warm${max}`, max);
     try {
       await write(0, 12);
-      const before = scConnects();
+      let before = scConnects();
       const first = await drain();
-      assert.equal(scConnects() - before, 1, "the first invocation connects once");
+      // A run that stopped before the end leaves a stream it cannot close: the next run connects anew.
+      const cut = first.filter((s) => s.lag !== 0).length;
+      assert.equal(scConnects() - before, 1 + cut);
       assert.equal(first.at(-1)?.next_offset, String(q.records.length));
       await assertSameTables(q, ["warm_items"]);
 
+      // Caught up: idle invocations (each checks its last record) reuse the connection, once one
+      // has made it (a sink's first run checks its position with streams it leaves open).
+      assert.equal((await handler({}, context(30_000))).status, "idle");
+      before = scConnects();
+      const seen = seenConnects();
+      for (let i = 0; i < 3; i++) {
+        const s = await handler({}, context(30_000));
+        assert.deepEqual([s.status, s.records], ["idle", 0]);
+      }
+      assert.equal(scConnects(), before, "idle invocations connect no more");
+      assert.equal(seenConnects(), seen, "nor does the cluster see a new connection");
+
       await write(100, 9);
-      const connected = scConnects();
+      before = scConnects();
       const second = await drain();
       assert.ok(second.some((s) => s.records > 0));
-      assert.equal(scConnects(), connected, "later invocations connect no more");
+      assert.equal(scConnects() - before, second.filter((s) => s.lag !== 0).length);
       assert.equal(second.at(-1)?.next_offset, String(q.records.length));
       await assertSameTables(q, ["warm_items"]);
     } finally {
@@ -432,10 +448,11 @@ for (const max of [1, 7, 1000])
 
 test("a kept Fluvio connection the cluster dropped is replaced, and the invocation reads exactly", async () => {
   forgetFluvioClients();
-  const { q, write, drain } = await warmSetup("warmdrop", 7);
+  const { q, write, drain, handler } = await warmSetup("warmdrop", 7);
   try {
     await write(0, 10);
     await drain();
+    assert.equal((await handler({}, context(30_000))).status, "idle"); // keeps its connection
     cluster.dropConnections("all");
     await write(100, 10);
     const before = scConnects();

@@ -30,20 +30,29 @@ export interface FluvioSourceOptions {
   log: Logger;
   /**
    * Keep the connected client in module scope for the next source of the same cluster (a warm
-   * Lambda's next invocation): connecting costs more than a small batch. Checked on every use.
+   * Lambda's next invocation): connecting costs more than a small batch. Checked on every use; kept
+   * only after a run that read each stream it opened to its end (see close()).
    */
   keepClient?: boolean;
 }
 
 /**
  * Connected clients kept between runs in one process, by cluster. Kept only while every call on
- * them answered: a run never leaves a read pending on a client it keeps.
+ * them answered and every stream opened on them was read to its end: a later run never shares a
+ * connection with a pending read or a stream left with records to deliver.
  */
 const kept_ = new Map<string, Native>();
+
+let connections = 0;
 
 /** Forgets every kept client (tests). */
 export function forgetFluvioClients(): void {
   kept_.clear();
+}
+
+/** How many connections to a cluster this process has made (tests of the reuse). */
+export function fluvioConnectionsMade(): number {
+  return connections;
 }
 
 interface PartitionBounds {
@@ -78,6 +87,8 @@ export class FluvioSource implements Source {
   private consumer: Native;
   /** The client came from an earlier invocation (keepClient). */
   private reused = false;
+  /** Streams this run opened on the client and left before their end (none can be closed). */
+  private openStreams = 0;
   private bounds: PartitionBounds | null = null;
   private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -130,6 +141,7 @@ export class FluvioSource implements Source {
     } catch (e) {
       throw new SinkError(`cannot connect to ${this.where()}: ${asError(e).message}`);
     }
+    connections++;
     this.client = client;
     this.reused = false;
     if (this.o.keepClient) kept_.set(this.cacheKey(), client);
@@ -145,6 +157,7 @@ export class FluvioSource implements Source {
     this.client = undefined;
     this.admin = undefined;
     this.consumer = undefined;
+    this.openStreams = 0;
   }
 
   /** Runs `fn` on this run's client; any failure retires the client from the cache. */
@@ -245,6 +258,7 @@ export class FluvioSource implements Source {
   /** A stream from `index` records after the SPU's log start ('beginning') or before its end. */
   private async openStream(index: number, from: "beginning" | "end" = "beginning"): Promise<Native> {
     const ms = this.o.readTimeoutMs;
+    this.openStreams++;
     this.consumer ??= await withTimeout(
       Promise.resolve(this.client.partitionConsumer(this.o.topic, this.o.partition)),
       ms,
@@ -289,7 +303,19 @@ export class FluvioSource implements Source {
     const ms = this.o.readTimeoutMs;
     // The only absolute position this client can express: n records after the log start. The SPU's
     // log start can be ahead of the listing's; the caller's fingerprint check catches that.
-    let stream = await this.openStream(Number(start - b.start));
+    let stream: Native;
+    try {
+      stream = await this.openStream(Number(start - b.start));
+    } catch (e) {
+      if (!this.reused) throw e;
+      // A kept connection that lists but cannot open a stream: once more on a new one.
+      this.o.log.info("the Fluvio connection kept from an earlier invocation failed: connecting again", {
+        error: asError(e).message,
+      });
+      this.forget();
+      await this.connect();
+      stream = await this.openStream(Number(start - b.start));
+    }
     let lost: SourceRecord["lost"];
     for (let offset = start; offset < b.end; offset++) {
       let r: { done: boolean; value?: NativeRecord };
@@ -318,6 +344,8 @@ export class FluvioSource implements Source {
         );
         lost = { from: offset, count: next - offset };
         this.bounds = { start: next, end: b.end };
+        // The stream that answered with the error delivers nothing more.
+        this.openStreams--;
         if (next >= b.end) return;
         // Index 0: the first record the SPU has, which its error just named.
         stream = await this.openStream(0);
@@ -336,6 +364,9 @@ export class FluvioSource implements Source {
         await this.checkPosition(offset, r.value.value(), b.end);
         opts = { ...opts, unverified: false };
       }
+      // The last record up to the end the cluster reported: nothing of the stream is left undelivered
+      // (counted before handing it over, as the caller may stop right after it).
+      if (offset + 1n === b.end) this.openStreams--;
       // One at a time: the client hands over one record per call.
       yield [lost ? { offset, value, lost } : { offset, value }];
       lost = undefined;
@@ -382,7 +413,13 @@ export class FluvioSource implements Source {
 
   async close(): Promise<void> {
     // The native client has no close(); its sockets do not keep the process alive, pending reads do,
-    // and a bounded read leaves none. A kept client stays connected for the next run.
+    // and a bounded read leaves none. Nor can a stream be closed: one left before its end goes on
+    // receiving what the SPU pushes, on the connection a later stream would share, where it can hold
+    // up that stream's opening. So a client is kept for the next run only if every stream this run
+    // opened was read to the end the cluster reported (a run that caught up, an idle run's check of
+    // its last record); a stream opened on a kept client that does not answer is retried once on a
+    // new connection.
+    if (this.openStreams > 0) this.forget();
     this.admin = undefined;
     this.consumer = undefined;
   }
