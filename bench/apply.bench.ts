@@ -11,9 +11,9 @@
  *   (d) the idle run: nothing to do;
  *   and where an in-process run's time goes, stage by stage.
  * Every target is checked row for row against the source. Timing lives here, never in tests.
- * BENCH_SCHEDULED=0 skips (c) and (d).
+ * BENCH_SCHEDULED=0 skips (c) and (d). The CLI runs as built and installed (BENCH_CLI=tsx: from source).
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import pg from "pg";
@@ -27,6 +27,19 @@ const CHANGES = Number(process.env.BENCH_CHANGES ?? 75_000);
 const SCHEDULED = process.env.BENCH_SCHEDULED !== "0";
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
 const root = join(import.meta.dirname, "..");
+/**
+ * The CLI as installed (BENCH_CLI=built, the default): `npm run build`, then package.json's `bin`
+ * entry, so the figures include what a user's process loads and no TypeScript loader.
+ * BENCH_CLI=tsx runs src/cli.ts through tsx instead, as earlier versions of this benchmark did.
+ */
+const CLI = process.env.BENCH_CLI ?? "built";
+function cliCommandFor(): string[] {
+  if (CLI === "tsx") return ["--import", "tsx", join(root, "src", "cli.ts")];
+  execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore" });
+  const bin = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).bin;
+  return [join(root, typeof bin === "string" ? bin : (Object.values(bin)[0] as string))];
+}
+const cliCommand = cliCommandFor();
 const CLK_TCK = 100;
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -65,9 +78,7 @@ function runCli(config: string): Promise<CliRun> {
         '"$@"; rc=$?; times >&2; exit $rc',
         "bash",
         process.execPath,
-        "--import",
-        "tsx",
-        join(root, "src", "cli.ts"),
+        ...cliCommand,
         "run",
         "--config",
         config,
@@ -227,6 +238,7 @@ try {
     `stream: ${changes} changes, ${records.length} records, ${(bytes / 1e6).toFixed(1)} MB ` +
       `(workload ${(workloadMs / 1000).toFixed(1)} s, capture ${(captureMs / 1000).toFixed(1)} s), end LSN ${lsnText(endLsn)}`,
   );
+  out(`sink CLI: node ${cliCommand.join(" ")} (Node ${process.versions.node})`);
   const rows: [string, string, string, string, string][] = [];
 
   // (a) PostgreSQL's own subscriber and (b) the sink in one run, alternately, REPEAT times each.
@@ -289,7 +301,7 @@ try {
       schedMs.toFixed(0),
       Math.round(schedRate).toString(),
       (schedRate / subRate).toFixed(2),
-      `median ${median(runs.map((r) => r.ms)).toFixed(0)} ms per invocation (in-run ${median(runs.map((r) => r.summary.duration_ms)).toFixed(0)} ms); wall ${(wallMs / 1000).toFixed(1)} s with the idle check`,
+      `median ${median(runs.map((r) => r.ms)).toFixed(0)} ms per invocation (in-run ${median(runs.map((r) => r.summary.duration_ms)).toFixed(0)} ms), ${runs.reduce((a, r) => a + (r.cpu ?? 0), 0).toFixed(1)} s CPU in all; wall ${(wallMs / 1000).toFixed(1)} s with the idle check`,
     ]);
     const idle: CliRun[] = [];
     for (let i = 0; i < 3; i++) idle.push(await runCli(cfg));

@@ -1,64 +1,134 @@
 /**
- * What a batch costs in memory per byte of records read (src/budget.ts, HELD_PER_BYTE_READ): the
- * benchmark's workload captured from a real source, then one run per stream size, each in a fresh
- * process on a fresh target with no batch limit, reporting its peak RSS. The slope between sizes is
- * the cost per byte read; the smallest run gives the process's own footprint.
- * BENCH_MEMORY_CHANGES (default 60000) sets the largest stream.
+ * `npm run bench:memory`: peak memory of one run over one large batch. BENCH_CHANGES (default
+ * 1,000,000) changes of the benchmark's workload are made on a real source PostgreSQL and captured
+ * from its logical decoding into a topic file (kept at MEM_TOPIC, default in the temporary
+ * directory, with the source tables' checksums next to it, so a second measurement reuses it); then
+ * the sink's CLI applies the whole file in ONE batch (max_records above the record count) to a fresh
+ * target under /usr/bin/time, which reports the process's peak resident set size. An idle run (the
+ * same state, nothing to read) gives the baseline the batch adds to. The target is checked against
+ * the source's checksums. SINK_ROOT runs another checkout's CLI (e.g. an older commit, to compare).
+ * Prints peak RSS and bytes per record held for the batch. Measurement lives here, never in tests.
  */
-import { writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runProcess } from "../test/support/cli.js";
+import pg from "pg";
 import { makePair } from "../test/support/harness.js";
 import { startPostgres } from "../test/support/pg.js";
-import { applyWorkload } from "./workload.js";
+import { applyWorkload, startWorkload, TABLES, TABLES_DDL } from "./workload.js";
 
-const CHANGES = Number(process.env.BENCH_MEMORY_CHANGES ?? 60_000);
+const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
+const topicFile = process.env.MEM_TOPIC ?? join(tmpdir(), `fps-memory-${CHANGES}.jsonl`);
+const sinkRoot = process.env.SINK_ROOT ?? join(import.meta.dirname, "..");
 const out = (s: string) => process.stdout.write(`${s}\n`);
+
+/** One checksum per table: its rows as text, in key order. */
+async function checksums(c: pg.ClientBase): Promise<Record<string, string>> {
+  const sums: Record<string, string> = {};
+  for (const t of TABLES) {
+    const r =
+      await c.query(`SELECT count(*)::text || ':' || coalesce(md5(string_agg(x::text, ',' ORDER BY id)), '')
+      AS s FROM ${t} x`);
+    sums[t] = r.rows[0].s as string;
+  }
+  return sums;
+}
+
+interface Measured {
+  peakRssKb: number;
+  wallMs: number;
+  summary: { records: number; duration_ms: number };
+}
+
+function runCli(config: string): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(
+      "/usr/bin/time",
+      ["-v", process.execPath, "--import", "tsx", join(sinkRoot, "src", "cli.ts"), "run", "--config", config],
+      { cwd: sinkRoot, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("exit", (code) => {
+      if (code !== 0) return reject(new Error(`sink exited with ${code}: ${stderr.slice(-4000)}`));
+      const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
+      if (!m) return reject(new Error(`no peak RSS in /usr/bin/time's output: ${stderr.slice(-2000)}`));
+      resolve({ peakRssKb: Number(m[1]), wallMs: performance.now() - started, summary: JSON.parse(stdout) });
+    });
+  });
+}
+
+function config(dir: string, name: string, url: string, maxRecords: number): string {
+  const path = join(dir, `${name}.yaml`);
+  writeFileSync(
+    path,
+    `name: ${name}
+type: postgres-sink
+topic: bench-topic
+parameters:
+  url: secrets.FLUVIO_PG_DATABASE_URL
+  source: file:${topicFile}
+  max_records: ${maxRecords}
+  max_transaction_records: ${maxRecords}
+  run_timeout_ms: 3600000
+secrets:
+  FLUVIO_PG_DATABASE_URL: ${url}
+`,
+  );
+  return path;
+}
 
 const server = await startPostgres();
 try {
-  const p = await makePair(server, "mem");
-  await p.sql(
-    `CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, total numeric(12,2), status text, created timestamptz);
-     CREATE TABLE events (id bigint PRIMARY KEY, kind varchar(32), payload jsonb, at timestamptz);
-     CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint, name text, opened date);`,
-  );
-  await applyWorkload(p.source, CHANGES);
-  const records = await p.capture();
-  out(`stream: ${CHANGES} changes, ${records.length} records`);
-  out("| records | bytes read | peak RSS (MB) | RSS above the idle run (MB) | per byte read |");
-  out("|---|---|---|---|---|");
-  let idle: number | null = null;
-  for (const share of [0, 1 / 8, 1 / 4, 1 / 2, 1]) {
-    // A prefix of the stream that ends at a commit.
-    let n = Math.floor(records.length * share);
-    while (n > 0 && !(records[n - 1] as string).includes('"type":"commit"')) n--;
-    const file = join(p.topicFile, "..", `prefix-${n}.jsonl`);
-    writeFileSync(file, records.slice(0, n).join("\n") + (n > 0 ? "\n" : ""));
-    const targetUrl = await server.createDatabase(`mem_dst_${n}`);
-    const config = p.config({
-      name: `mem-${n}`,
-      databaseUrl: targetUrl,
-      source: { kind: "file", path: file },
-      maxRecords: null,
-      memoryBudgetMb: 1_000_000,
-    });
-    const r = await runProcess(process.execPath, [
-      "--import",
-      "tsx",
-      join(import.meta.dirname, "..", "test", "support", "rss-run.ts"),
-      JSON.stringify(config),
-    ]);
-    if (r.code !== 0) throw new Error(r.stderr);
-    const { summary, max_rss_kb } = JSON.parse(r.stdout);
-    const mb = max_rss_kb / 1024;
-    idle ??= mb;
-    const above = mb - idle;
-    out(
-      `| ${summary.records} | ${summary.bytes} | ${mb.toFixed(1)} | ${above.toFixed(1)} | ${summary.bytes > 0 ? ((above * 1024 * 1024) / summary.bytes).toFixed(2) : "-"} |`,
-    );
+  const sumsFile = `${topicFile}.sums.json`;
+  if (!existsSync(sumsFile)) {
+    const p = await makePair(server, "mem");
+    await p.sql(TABLES_DDL);
+    let t = performance.now();
+    // In slices, so the capture never holds more than a slice's decoding at once.
+    const progress = startWorkload();
+    for (let done = 0; done < CHANGES; done += 100_000) {
+      await applyWorkload(p.source, Math.min(100_000, CHANGES - done), progress);
+      await p.capture();
+      p.records.length = 0;
+    }
+    out(`made and captured ${CHANGES} changes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    t = performance.now();
+    renameSync(p.topicFile, topicFile);
+    writeFileSync(sumsFile, JSON.stringify(await checksums(p.source)));
+    await p.close();
   }
-  await p.close();
+  const expected = JSON.parse(readFileSync(sumsFile, "utf8")) as Record<string, string>;
+  const records = readFileSync(topicFile, "utf8").split("\n").length - 1;
+  out(`stream: ${records} records, ${(statSync(topicFile).size / 1e6).toFixed(1)} MB (${topicFile})`);
+  out(`sink: ${sinkRoot}`);
+
+  const url = await server.createDatabase("mem_dst");
+  const target = new pg.Client({ connectionString: url });
+  await target.connect();
+  await target.query(TABLES_DDL);
+  const dir = mkdtempSync(join(tmpdir(), "fps-memory-"));
+  const one = await runCli(config(dir, "mem-one", url, records + 1));
+  if (one.summary.records !== records)
+    throw new Error(`the run read ${one.summary.records} records, not ${records}: not one batch`);
+  const got = await checksums(target);
+  if (JSON.stringify(got) !== JSON.stringify(expected))
+    throw new Error(
+      `the target differs from the source: ${JSON.stringify(got)} vs ${JSON.stringify(expected)}`,
+    );
+  const idle = await runCli(config(dir, "mem-one", url, records + 1));
+  if (idle.summary.records !== 0) throw new Error("the idle run read records");
+  await target.end();
+  const perRecord = ((one.peakRssKb - idle.peakRssKb) * 1024) / records;
+  out(
+    `one batch of ${records} records: peak RSS ${(one.peakRssKb / 1024).toFixed(0)} MB ` +
+      `(idle run ${(idle.peakRssKb / 1024).toFixed(0)} MB), ${perRecord.toFixed(0)} bytes/record above idle; ` +
+      `process ${(one.wallMs / 1000).toFixed(1)} s, in-run ${one.summary.duration_ms} ms; target exact`,
+  );
 } finally {
   await server.stop();
 }

@@ -32,11 +32,31 @@ const DELETE = (t: string) => `DELETE FROM ${t} WHERE id BETWEEN $a AND $b`;
 const fill = (sql: string, a: number, b: number) =>
   sql.replaceAll("$a", String(a)).replaceAll("$b", String(b));
 
-/** Runs `changes` changes (rounded up to whole 50-change transactions) on the source. */
-export async function applyWorkload(source: pg.ClientBase, changes: number): Promise<void> {
-  const next = new Map(TABLES.map((t) => [t, 1]));
-  const low = new Map(TABLES.map((t) => [t, 1]));
-  for (let k = 0; k * 50 < changes; k++) {
+/** Where a workload stands, so it can be run in slices. */
+export interface WorkloadProgress {
+  transactions: number;
+  next: Map<string, number>;
+  low: Map<string, number>;
+}
+
+export const startWorkload = (): WorkloadProgress => ({
+  transactions: 0,
+  next: new Map(TABLES.map((t) => [t, 1])),
+  low: new Map(TABLES.map((t) => [t, 1])),
+});
+
+/**
+ * Runs `changes` changes (rounded up to whole 50-change transactions) on the source, continuing
+ * `progress` (a fresh workload by default).
+ */
+export async function applyWorkload(
+  source: pg.ClientBase,
+  changes: number,
+  progress: WorkloadProgress = startWorkload(),
+): Promise<void> {
+  const { next, low } = progress;
+  const end = progress.transactions + Math.ceil(changes / 50);
+  for (let k = progress.transactions; k < end; k++) {
     const t = TABLES[k % TABLES.length] as string;
     const n = next.get(t) as number;
     const lo = low.get(t) as number;
@@ -52,5 +72,6 @@ export async function applyWorkload(source: pg.ClientBase, changes: number): Pro
       low.set(t, lo + 5);
     }
     await source.query(`BEGIN; ${parts.join("; ")}; COMMIT`);
+    progress.transactions = k + 1;
   }
 }

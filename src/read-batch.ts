@@ -75,6 +75,8 @@ export async function readBatch(
   let nextOffset = start;
   let resumePosition = resuming ? state.resumePosition : null;
   let lastRecordSha256 = resuming ? state.lastRecordSha256 : null;
+  // The record at nextOffset - 1, fingerprinted once at the end rather than at every commit.
+  let lastValue: string | null = null;
   let awaited = state.awaitedResends;
   let awaitedAtNext = awaited;
   let lastCommitLsn = state.lastCommitLsn;
@@ -100,6 +102,7 @@ export async function readBatch(
           nextOffset = rec.offset;
           resumePosition = null;
           lastRecordSha256 = null;
+          lastValue = null;
         }
       }
       if (rec.offset !== expected)
@@ -178,7 +181,7 @@ export async function readBatch(
         if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
         nextOffset = rec.offset + 1n;
         resumePosition = rec.end === undefined ? null : BigInt(rec.end);
-        lastRecordSha256 = recordSha256(rec.value);
+        lastValue = rec.value;
         awaitedAtNext = awaited;
         if (limit !== null && nextOffset - start >= limit) {
           stoppedBy = "max_records";
@@ -202,7 +205,7 @@ export async function readBatch(
         open = [];
         nextOffset = rec.offset + 1n;
         resumePosition = rec.end === undefined ? null : BigInt(rec.end);
-        lastRecordSha256 = recordSha256(rec.value);
+        lastValue = rec.value;
         awaitedAtNext = awaited;
         partial = true;
         bytes = bytesRead;
@@ -222,7 +225,7 @@ export async function readBatch(
     partial,
     startsInside: startsInside && events.length > 0 && events[0]?.kind !== "begin",
     resumePosition,
-    lastRecordSha256,
+    lastRecordSha256: lastValue === null ? lastRecordSha256 : recordSha256(lastValue),
     awaitedResends: awaitedAtNext,
     bytes,
     bytesExceeded,

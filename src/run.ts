@@ -7,7 +7,6 @@ import { type Plan, type PlanState, plan } from "./apply/plan.js";
 import { type ApplyMode, enterReplicaRole, isOrderSensitiveViolation } from "./apply/role.js";
 import { readBudgetBytes } from "./budget.js";
 import type { SinkConfig } from "./config.js";
-import { readSchemaHistory } from "./cutover.js";
 import { asError, DeadlineError, RecordError, sqlState } from "./errors.js";
 import type { Event, Relation } from "./events/types.js";
 import { failpoint, pausepoint } from "./failpoint.js";
@@ -163,7 +162,8 @@ function isTimeout(e: unknown, lockCappedByDeadline: boolean): boolean {
   return e instanceof DeadlineError || code === "57014" || (code === "55P03" && lockCappedByDeadline);
 }
 
-export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
+/** `keepClient`: a Fluvio client stays connected for the process's next run (a warm Lambda). */
+export function defaultOpenSource(config: SinkConfig, log: Logger, keepClient = false): Source {
   if (config.source.kind === "file") return new FileSource(config.source.path);
   return new FluvioSource({
     topic: config.topic,
@@ -174,6 +174,7 @@ export function defaultOpenSource(config: SinkConfig, log: Logger): Source {
     fetchMaxBytes: config.fetchMaxBytes,
     onLostRecords: config.onLostRecords,
     log,
+    keepClient,
   });
 }
 
@@ -335,7 +336,9 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       if (ev.kind === "relation") relations.push(ev.relation);
       else if (ev.kind === "type") types.set(ev.id, { namespace: ev.namespace, name: ev.name });
     }
-    await client.query("SET CONSTRAINTS ALL DEFERRED");
+    // Nothing read (an idle run): no statements, so none of the target's catalog is needed.
+    const idle = batch.events.length === 0;
+    if (!idle) await client.query("SET CONSTRAINTS ALL DEFERRED");
     const owned = relations.flatMap((r) => {
       const c = state.relations.get(r.relId);
       return c ? [tableOf(c)] : [];
@@ -344,7 +347,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       ...[...state.relations.values()].map(tableOf),
       ...relations.map((r) => ({ schema: r.namespace, name: r.name })),
     ].map((t): [string, string] => [t.schema, t.name]);
-    const traits = await loadTargetTraits(client, followed);
+    const traits = idle ? new Map() : await loadTargetTraits(client, followed);
     const planState: PlanState = { ...state, inTransaction: batch.startsInside };
     const options = {
       traits,
@@ -358,7 +361,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     let planned: Plan = plan(
       batch.events,
       planState,
-      await loadCatalog(client, relations, types, owned),
+      idle ? { tables: new Map(), types: new Map() } : await loadCatalog(client, relations, types, owned),
       options,
     );
     let executed: ExecuteResult;
@@ -563,6 +566,8 @@ async function rebuildRelationCache(
   state: SinkState,
   log: Logger,
 ): Promise<void> {
+  // Loaded here: only the one cut-over run needs it.
+  const { readSchemaHistory } = await import("./cutover.js");
   const history = await readSchemaHistory(source, legacy);
   // The Rust sink followed every schema change up to its offset: the last description of each
   // table is what the target has.

@@ -7,7 +7,8 @@ import type { Context } from "aws-lambda";
 import pg from "pg";
 import { createApplyHandler } from "../src/lambda/apply.js";
 import type { RunSummary } from "../src/run.js";
-import { FluvioTestCluster } from "./support/fluvio/cluster.js";
+import { fluvioConnectionsMade, forgetFluvioClients } from "../src/source/fluvio.js";
+import { Api, FluvioTestCluster } from "./support/fluvio/cluster.js";
 import { produce } from "./support/fluvio/produce.js";
 import { assertSameTables, makePair, type Pair } from "./support/harness.js";
 import { type PgServer, startPostgres } from "./support/pg.js";
@@ -411,3 +412,99 @@ test("a source that outruns a tiny budget: the invocations publish ArrivalRate a
 // The native Fluvio client, stopped before a partition's end (max_records), stays referenced in this
 // process; Lambda freezes after the handler resolves and the CLI exits explicitly, so this file does too.
 after(() => setTimeout(() => process.exit(), 200));
+
+/** Connections the sink's Fluvio source made so far, and the SC connections the cluster saw. */
+const scConnects = () => fluvioConnectionsMade();
+const seenConnects = () =>
+  cluster.seen.filter((s) => s.server === "sc" && s.apiKey === Api.ApiVersions).length;
+
+/** A source and target of their own, a topic of their own, and a handler for them. */
+async function warmSetup(name: string, maxRecords: number) {
+  const q = await makePair(server, name);
+  await q.sql(`CREATE TABLE warm_items (id int PRIMARY KEY, v text)`);
+  cluster.createTopic(name);
+  sm.secrets.set(`prod/sink/${name}`, q.targetUrl);
+  const handler = createApplyHandler({
+    ...env(),
+    FLUVIO_TOPIC: name,
+    FLUVIO_PG_SINK_NAME: `${name}-sink`,
+    FLUVIO_PG_DATABASE_URL_SECRET: `prod/sink/${name}`,
+    MAX_RECORDS: String(maxRecords),
+  });
+  const write = async (from: number, n: number) => {
+    for (let i = from; i < from + n; i++) await q.sql(`INSERT INTO warm_items VALUES ($1, $2)`, [i, `v${i}`]);
+    await q.sql(`UPDATE warm_items SET v = v || '!' WHERE id % 3 = 0`);
+    await q.sql(`DELETE FROM warm_items WHERE id % 5 = 0`);
+    await produce(cluster.endpoint, name, await q.capture());
+  };
+  /** Invokes until caught up; returns the summaries. */
+  const drain = async () => {
+    const out: RunSummary[] = [];
+    for (let i = 0; i < 500; i++) {
+      const s = await handler({}, context(30_000));
+      assert.equal(s.status, s.records === 0 ? s.status : "applied");
+      out.push(s);
+      if (s.lag === 0) return out;
+    }
+    throw new Error("never caught up");
+  };
+  return { q, write, drain, handler };
+}
+
+for (const max of [1, 7, 1000])
+  test(`a warm function keeps its Fluvio connection while its runs read to the end, and still reads exactly (max_records ${max})`, async () => {
+    forgetFluvioClients();
+    const { q, write, drain, handler } = await warmSetup(`warm${max}`, max);
+    try {
+      await write(0, 12);
+      let before = scConnects();
+      const first = await drain();
+      // A run that stopped before the end leaves a stream it cannot close: the next run connects anew.
+      const cut = first.filter((s) => s.lag !== 0).length;
+      assert.equal(scConnects() - before, 1 + cut);
+      assert.equal(first.at(-1)?.next_offset, String(q.records.length));
+      await assertSameTables(q, ["warm_items"]);
+
+      // Caught up: idle invocations (each checks its last record) reuse the connection, once one
+      // has made it (a sink's first run checks its position with streams it leaves open).
+      assert.equal((await handler({}, context(30_000))).status, "idle");
+      before = scConnects();
+      const seen = seenConnects();
+      for (let i = 0; i < 3; i++) {
+        const s = await handler({}, context(30_000));
+        assert.deepEqual([s.status, s.records], ["idle", 0]);
+      }
+      assert.equal(scConnects(), before, "idle invocations connect no more");
+      assert.equal(seenConnects(), seen, "nor does the cluster see a new connection");
+
+      await write(100, 9);
+      before = scConnects();
+      const second = await drain();
+      assert.ok(second.some((s) => s.records > 0));
+      assert.equal(scConnects() - before, second.filter((s) => s.lag !== 0).length);
+      assert.equal(second.at(-1)?.next_offset, String(q.records.length));
+      await assertSameTables(q, ["warm_items"]);
+    } finally {
+      await q.close();
+    }
+  });
+
+test("a kept Fluvio connection the cluster dropped is replaced, and the invocation reads exactly", async () => {
+  forgetFluvioClients();
+  const { q, write, drain, handler } = await warmSetup("warmdrop", 7);
+  try {
+    await write(0, 10);
+    await drain();
+    assert.equal((await handler({}, context(30_000))).status, "idle"); // keeps its connection
+    cluster.dropConnections("all");
+    await write(100, 10);
+    const before = scConnects();
+    const runs = await drain();
+    assert.ok(scConnects() > before, "connected again");
+    assert.ok(runs.every((s) => s.status === "applied"));
+    assert.equal(runs.at(-1)?.next_offset, String(q.records.length));
+    await assertSameTables(q, ["warm_items"]);
+  } finally {
+    await q.close();
+  }
+});

@@ -123,6 +123,8 @@ interface Entry {
   match: Value[];
   /** Full row image after the changes; may hold UNCHANGED for "update". */
   image: Value[] | null;
+  /** `image` is the planner's own array (events stay untouched: a fallback plans them again). */
+  ownImage: boolean;
   from: bigint;
   to: bigint;
 }
@@ -180,11 +182,51 @@ function nameOf(r: Relation): string {
   return displayName(r.namespace, r.name);
 }
 
-const rowKey = (values: Value[]) => JSON.stringify(values.map((v) => (v === UNCHANGED ? { u: 1 } : v)));
-
-function merge(newer: Value[], older: Value[]): Value[] {
-  return newer.map((v, i) => (v === UNCHANGED ? (older[i] as Value) : v));
+/**
+ * The identity of a row as one string, for the planner's sets: equal exactly when the values are.
+ * Each value is written as its length, a colon and its text, or as "N" for NULL and "U" for an
+ * unchanged TOAST value, so the string reads back one way only: no text can pass for another split
+ * of the values, for a NULL, or for an empty string, and no row for one of another width.
+ */
+export function rowKey(values: readonly Value[]): string {
+  let k = "";
+  for (const v of values)
+    k += v === null ? "N" : v === UNCHANGED ? "U" : `${(v as string).length}:${v as string}`;
+  return k;
 }
+
+/**
+ * A replica identity key (never NULL or unchanged: keyOf refuses those) as one string, for a
+ * table's map of pending rows. A one-column key is its own text: every key in one map has the same
+ * number of columns, and among one-column keys the text alone tells them apart.
+ */
+export function keyString(key: readonly Value[]): string {
+  return key.length === 1 && typeof key[0] === "string" ? key[0] : rowKey(key);
+}
+
+/** The key columns' values of a tuple. */
+function keyValues(tuple: readonly Value[], cols: readonly number[]): Value[] {
+  const key = new Array<Value>(cols.length);
+  for (let i = 0; i < cols.length; i++) key[i] = tuple[cols[i] as number] as Value;
+  return key;
+}
+
+/** `newer` with its unchanged-TOAST values taken from `older`, written into `into`. */
+function merge(newer: readonly Value[], older: readonly Value[], into: Value[]): Value[] {
+  for (let i = 0; i < newer.length; i++) {
+    const v = newer[i] as Value;
+    into[i] = v === UNCHANGED ? (older[i] as Value) : v;
+  }
+  return into;
+}
+
+function hasState(p: KeyedPending, state: EntryState): boolean {
+  for (const e of p.entries.values()) if (e.state === state) return true;
+  return false;
+}
+
+/** No match values (an insert's entry): one array for all of them. */
+const NO_MATCH: Value[] = [];
 
 class Planner {
   private readonly steps: Step[] = [];
@@ -374,9 +416,10 @@ class Planner {
         `${what} on a table without a replica identity key (replica identity ${p.rel.relation.replicaIdentity})`,
         nameOf(p.rel.relation),
       );
-    const key = p.keyCols.map((c) => tuple[c] as Value);
-    if (key.some((v) => v === UNCHANGED || v === null))
-      throw new RecordError(offset, `${what} has a NULL or missing key value`, nameOf(p.rel.relation));
+    const key = keyValues(tuple, p.keyCols);
+    for (const v of key)
+      if (v === UNCHANGED || v === null)
+        throw new RecordError(offset, `${what} has a NULL or missing key value`, nameOf(p.rel.relation));
     return key;
   }
 
@@ -390,17 +433,26 @@ class Planner {
       this.addRun(p, "insert", ev.offset, ev.tuple, null);
       return;
     }
-    const k = rowKey(this.keyOf(p, ev.tuple, ev.offset, "insert"));
+    const k = keyString(this.keyOf(p, ev.tuple, ev.offset, "insert"));
     let e = p.entries.get(k);
     if (e && e.state !== "delete" && e.state !== "gone") {
       // Two live inserts of one key: let the target judge them in order.
       p = this.refresh(rel);
       e = undefined;
     }
-    if (!e) p.entries.set(k, { state: "insert", match: [], image: ev.tuple, from: ev.offset, to: ev.offset });
+    if (!e)
+      p.entries.set(k, {
+        state: "insert",
+        match: NO_MATCH,
+        image: ev.tuple,
+        ownImage: false,
+        from: ev.offset,
+        to: ev.offset,
+      });
     else {
       e.state = e.state === "delete" ? "replace" : "insert";
       e.image = ev.tuple;
+      e.ownImage = false;
       e.to = ev.offset;
     }
   }
@@ -420,8 +472,9 @@ class Planner {
       return;
     }
     const newKey = this.keyOf(p, ev.newTuple, ev.offset, "update");
+    const k = keyString(newKey);
     const oldKey = ev.keyTuple ? this.keyOf(p, ev.keyTuple, ev.offset, "update key_tuple") : newKey;
-    if (rowKey(oldKey) !== rowKey(newKey)) {
+    if (oldKey !== newKey && keyString(oldKey) !== k) {
       // The key moved: apply everything queued for the table, then move this one row in place.
       this.flushTable(rel.relation.relId);
       const setCols = ev.newTuple.flatMap((v, i) => (v === UNCHANGED ? [] : [i]));
@@ -437,7 +490,6 @@ class Planner {
       });
       return;
     }
-    const k = rowKey(newKey);
     let e = p.entries.get(k);
     if (e && (e.state === "delete" || e.state === "gone")) {
       p = this.refresh(rel);
@@ -448,11 +500,17 @@ class Planner {
         state: "update",
         match: newKey,
         image: ev.newTuple,
+        ownImage: false,
         from: ev.offset,
         to: ev.offset,
       });
     else {
-      e.image = merge(ev.newTuple, e.image as Value[]);
+      const older = e.image as Value[];
+      // The first merge copies (the tuple belongs to an event); later ones write in place.
+      const into =
+        e.ownImage && older.length === ev.newTuple.length ? older : new Array<Value>(ev.newTuple.length);
+      e.image = merge(ev.newTuple, older, into);
+      e.ownImage = true;
       e.to = ev.offset;
     }
   }
@@ -472,16 +530,25 @@ class Planner {
       return;
     }
     const key = this.keyOf(p, (ev.keyTuple ?? ev.oldTuple) as Value[], ev.offset, "delete");
-    const k = rowKey(key);
+    const k = keyString(key);
     let e = p.entries.get(k);
     if (e && (e.state === "delete" || e.state === "gone")) {
       p = this.refresh(rel);
       e = undefined;
     }
-    if (!e) p.entries.set(k, { state: "delete", match: key, image: null, from: ev.offset, to: ev.offset });
+    if (!e)
+      p.entries.set(k, {
+        state: "delete",
+        match: key,
+        image: null,
+        ownImage: false,
+        from: ev.offset,
+        to: ev.offset,
+      });
     else {
       e.state = e.state === "insert" ? "gone" : "delete";
       e.image = null;
+      e.ownImage = false;
       e.to = ev.offset;
     }
   }
@@ -523,7 +590,7 @@ class Planner {
     run.rows.push(row);
     if (op !== "insert") {
       run.seen.add(oldKey);
-      if (newTuple) run.seen.add(rowKey(merge(newTuple, matchOrRow)));
+      if (newTuple) run.seen.add(rowKey(merge(newTuple, matchOrRow, new Array<Value>(newTuple.length))));
     }
     run.to = offset;
   }
@@ -607,16 +674,14 @@ class Planner {
   private checkDeleteActions(group: Pending[]): void {
     const traits = this.options.traits;
     if (!traits) return;
-    const updated = new Set(
-      group
-        .filter((p) => p.kind === "ordered" || [...p.entries.values()].some((e) => e.state === "update"))
-        .map((p) => this.keyOfPending(p)),
-    );
+    const updated = new Set<string>();
+    for (const p of group)
+      if (p.kind === "ordered" || hasState(p, "update")) updated.add(this.keyOfPending(p));
     for (const p of group) {
       const acted = traits.get(this.keyOfPending(p))?.actedOnBy;
       if (!acted || acted.size === 0) continue;
-      const replaces = p.kind === "ordered" || [...p.entries.values()].some((e) => e.state === "replace");
-      if (replaces && [...acted].some((c) => updated.has(c))) this.needsExactOrder = true;
+      if (!(p.kind === "ordered" || hasState(p, "replace"))) continue;
+      for (const c of acted) if (updated.has(c)) this.needsExactOrder = true;
     }
   }
 
@@ -696,12 +761,43 @@ class Planner {
       }
       return { fromOffset: from, toOffset: to };
     };
-    const entries = [...p.entries.values()];
-    for (const [state, into] of [
-      ["replace", out.replaces],
-      ["delete", out.deletes],
-    ] as const) {
-      const dels = entries.filter((e) => e.state === state);
+    // One pass sorts the entries by what they become; updates group by the columns they set.
+    const replaces: Entry[] = [];
+    const deletes: Entry[] = [];
+    const inserts: Entry[] = [];
+    const keySet = new Set(p.keyCols);
+    const byMask = new Map<string, { setCols: number[]; es: Entry[] }>();
+    for (const e of p.entries.values()) {
+      switch (e.state) {
+        case "replace":
+          replaces.push(e);
+          inserts.push(e);
+          break;
+        case "delete":
+          deletes.push(e);
+          break;
+        case "insert":
+          inserts.push(e);
+          break;
+        case "update": {
+          const img = e.image as Value[];
+          // Nothing but the key: the statement still finds the row, so a missing one is counted.
+          let m = "";
+          for (let c = 0; c < img.length; c++) if (!keySet.has(c) && img[c] !== UNCHANGED) m += `${c},`;
+          let g = byMask.get(m);
+          if (!g) {
+            g = { setCols: allCols.filter((c) => !keySet.has(c) && img[c] !== UNCHANGED), es: [] };
+            byMask.set(m, g);
+          }
+          g.es.push(e);
+          break;
+        }
+      }
+    }
+    for (const [dels, into] of [
+      [replaces, out.replaces],
+      [deletes, out.deletes],
+    ] as const)
       if (dels.length > 0)
         into.push({
           kind: "dml",
@@ -715,19 +811,6 @@ class Planner {
           ...span(dels),
           rows: dels.length,
         });
-    }
-    const keySet = new Set(p.keyCols);
-    const byMask = new Map<string, { setCols: number[]; es: Entry[] }>();
-    for (const e of entries) {
-      if (e.state !== "update") continue;
-      const img = e.image as Value[];
-      // Nothing but the key: the statement still finds the row, so a missing one is counted.
-      const setCols = allCols.filter((c) => !keySet.has(c) && img[c] !== UNCHANGED);
-      const m = setCols.join();
-      const g = byMask.get(m) ?? { setCols, es: [] };
-      byMask.set(m, g);
-      g.es.push(e);
-    }
     for (const { setCols, es } of byMask.values())
       out.updates.push({
         kind: "dml",
@@ -736,26 +819,32 @@ class Planner {
           p.rel,
           key,
           setCols,
-          es.map((e) => [...(e.match as Cell[]), ...setCols.map((c) => (e.image as Value[])[c] as Cell)]),
+          es.map((e) => {
+            const img = e.image as Cell[];
+            const row = new Array<Cell>(e.match.length + setCols.length);
+            let i = 0;
+            for (const v of e.match) row[i++] = v as Cell;
+            for (const c of setCols) row[i++] = img[c] as Cell;
+            return row;
+          }),
         ),
         table,
         ...span(es),
         rows: es.length,
       });
-    const ins = entries.filter((e) => e.state === "insert" || e.state === "replace");
-    if (ins.length > 0)
+    if (inserts.length > 0)
       out.inserts.push({
         kind: "dml",
         op: "insert",
         statement: insertRows(
           shape,
           allCols,
-          ins.map((e) => e.image as Cell[]),
+          inserts.map((e) => e.image as Cell[]),
           this.options.onConflict === "upsert" ? p.keyCols : undefined,
         ),
         table,
-        ...span(ins),
-        rows: ins.length,
+        ...span(inserts),
+        rows: inserts.length,
       });
     return out;
   }

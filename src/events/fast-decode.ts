@@ -30,6 +30,16 @@ const MINUS = 0x2d;
 const ZERO = 0x30;
 const NINE = 0x39;
 
+/**
+ * A copy of a value cut from the record text that holds nothing else alive. V8 cuts substrings of
+ * 13 characters or more as views of their parent, and a record's text is itself a view of the
+ * source's multi-megabyte chunk: one such value kept for the batch would keep the whole chunk, so a
+ * batch would hold all of its source text. Flattening a concatenation copies just the value.
+ */
+function own(v: string): string {
+  return v.length < 13 ? v : ` ${v}`.slice(1);
+}
+
 /** Thrown inside the scanner to abandon the fast path; never escapes this module. */
 const GIVE_UP = Symbol("give up");
 type GiveUp = typeof GIVE_UP;
@@ -43,6 +53,9 @@ export function fastDecode(offset: bigint, text: string): Event | null {
     return null;
   }
 }
+
+/** The width of the last tuple decoded: the likely width of the next. */
+let lastWidth = 0;
 
 /** Scratch space for RawText bytes, reused across records (decoding is synchronous). */
 let bytes = Buffer.alloc(4096);
@@ -247,17 +260,24 @@ class Scanner {
     const s = this.s;
     if (s.charCodeAt(this.pos) !== LBRACKET) this.giveUp();
     this.pos++;
-    const out: Value[] = [];
     if (s.charCodeAt(this.pos) === RBRACKET) {
       this.pos++;
-      return out;
+      return [];
     }
+    // A batch holds its tuples: an array grown by push keeps room for 16 values or more, so it is
+    // made at the width of the last tuple (most records in a row share a table) and cut if off.
+    const out = new Array<Value>(lastWidth);
+    let n = 0;
     for (;;) {
-      out.push(this.value());
+      const v = this.value();
+      if (n < out.length) out[n] = v;
+      else out.push(v);
+      n++;
       const c = s.charCodeAt(this.pos++);
       if (c === COMMA) continue;
-      if (c === RBRACKET) return out;
-      this.giveUp();
+      if (c !== RBRACKET) this.giveUp();
+      lastWidth = n;
+      return n === out.length ? out : out.slice(0, n);
     }
   }
 
@@ -282,7 +302,7 @@ class Scanner {
     switch (s.charCodeAt(this.pos)) {
       case 0x53: // String
         this.lit('String":');
-        v = this.string();
+        v = own(this.string());
         break;
       case 0x52: // RawText
         this.lit('RawText":');
@@ -297,7 +317,7 @@ class Scanner {
             break;
           case 0x38:
             this.lit('8":');
-            v = this.int8();
+            v = own(this.int8());
             break;
           case 0x32:
             this.lit('2":');
@@ -315,7 +335,7 @@ class Scanner {
         if (s.startsWith("null", this.pos)) {
           this.pos += 4;
           v = null;
-        } else v = this.numberText();
+        } else v = own(this.numberText());
         break;
       case 0x42: // Bool
         this.lit('Bool":');

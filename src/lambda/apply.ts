@@ -10,12 +10,12 @@ import secretsManager from "@middy/secrets-manager";
 import { clearCache, getInternal } from "@middy/util";
 import type { Context } from "aws-lambda";
 import { lambdaMemoryBudgetMb } from "../budget.js";
-import { configFromEnv } from "../config.js";
+import { configFromEnv, type SinkConfig } from "../config.js";
 import { asError, ConfigError, SinkError, sqlState } from "../errors.js";
 import type { Logger as SinkLogger } from "../log.js";
 import { redact } from "../log.js";
 import { safeText } from "../row-values.js";
-import { type RunFailure, type RunSummary, runOnce } from "../run.js";
+import { defaultOpenSource, type RunFailure, type RunSummary, runOnce } from "../run.js";
 
 /**
  * The scheduled Lambda face: configuration from the environment, secrets from AWS Secrets Manager
@@ -193,9 +193,11 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
     const onFailure = (f: RunFailure) => {
       failure = f;
     };
+    // A warm function's next invocation reuses the Fluvio connection (checked before each use).
+    const openSource = (config: SinkConfig, l: SinkLogger) => defaultOpenSource(config, l, true);
     let summary: RunSummary;
     try {
-      summary = await runOnce(configFor(url), { log, deadline: deadline(), onFailure });
+      summary = await runOnce(configFor(url), { log, deadline: deadline(), onFailure, openSource });
     } catch (e) {
       if (!(secrets.databaseUrl && isAuthFailure(e))) throw e;
       // The password was probably rotated since the secret was cached: fetch it once more.
@@ -213,7 +215,7 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
       } catch (f) {
         throw new SinkError(`cannot fetch the database URL secret again: ${secretFailure(f)}`, { cause: f });
       }
-      summary = await runOnce(configFor(fresh), { log, deadline: deadline(), onFailure });
+      summary = await runOnce(configFor(fresh), { log, deadline: deadline(), onFailure, openSource });
     }
     addMetrics({ status: summary.status, summary });
     logger.info("run done", { summary });

@@ -28,6 +28,31 @@ export interface FluvioSourceOptions {
   /** When the stored offset is below the partition's start (retention removed records). */
   onLostRecords: "error" | "skip";
   log: Logger;
+  /**
+   * Keep the connected client in module scope for the next source of the same cluster (a warm
+   * Lambda's next invocation): connecting costs more than a small batch. Checked on every use; kept
+   * only after a run that read each stream it opened to its end (see close()).
+   */
+  keepClient?: boolean;
+}
+
+/**
+ * Connected clients kept between runs in one process, by cluster. Kept only while every call on
+ * them answered and every stream opened on them was read to its end: a later run never shares a
+ * connection with a pending read or a stream left with records to deliver.
+ */
+const kept_ = new Map<string, Native>();
+
+let connections = 0;
+
+/** Forgets every kept client (tests). */
+export function forgetFluvioClients(): void {
+  kept_.clear();
+}
+
+/** How many connections to a cluster this process has made (tests of the reuse). */
+export function fluvioConnectionsMade(): number {
+  return connections;
 }
 
 interface PartitionBounds {
@@ -58,6 +83,12 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<
 export class FluvioSource implements Source {
   readonly description: string;
   private client: Native;
+  private admin: Native;
+  private consumer: Native;
+  /** The client came from an earlier invocation (keepClient). */
+  private reused = false;
+  /** Streams this run opened on the client and left before their end (none can be closed). */
+  private openStreams = 0;
   private bounds: PartitionBounds | null = null;
   private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -69,8 +100,21 @@ export class FluvioSource implements Source {
     return `Fluvio cluster ${this.o.endpoint ?? "(profile)"}, topic ${this.o.topic} partition ${this.o.partition}`;
   }
 
+  /** Which cached connection fits these options: the same cluster, by endpoint or profile file. */
+  private cacheKey(): string {
+    return this.o.endpoint ?? `profile:${process.env.FLV_PROFILE_PATH ?? "~/.fluvio/config"}`;
+  }
+
   private async connect(): Promise<Native> {
     if (this.client) return this.client;
+    if (this.o.keepClient) {
+      const kept = kept_.get(this.cacheKey());
+      if (kept) {
+        this.client = kept;
+        this.reused = true;
+        return kept;
+      }
+    }
     // The native module prints its tracing to stdout, which carries only the run summary.
     process.env.RUST_LOG ??= "off";
     let Fluvio: Native;
@@ -97,21 +141,65 @@ export class FluvioSource implements Source {
     } catch (e) {
       throw new SinkError(`cannot connect to ${this.where()}: ${asError(e).message}`);
     }
+    connections++;
     this.client = client;
+    this.reused = false;
+    if (this.o.keepClient) kept_.set(this.cacheKey(), client);
     return client;
   }
 
-  /** The partition's log start and end (high watermark), as the cluster reports them now. */
+  /**
+   * A kept client that failed or timed out is never used again: its connection may be gone, and a
+   * native call that timed out may still be pending on it.
+   */
+  private forget(): void {
+    if (this.client && kept_.get(this.cacheKey()) === this.client) kept_.delete(this.cacheKey());
+    this.client = undefined;
+    this.admin = undefined;
+    this.consumer = undefined;
+    this.openStreams = 0;
+  }
+
+  /** Runs `fn` on this run's client; any failure retires the client from the cache. */
+  private async guarded<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      this.forget();
+      throw e;
+    }
+  }
+
+  /**
+   * The partition's log start and end (high watermark), as the cluster reports them now. On a client
+   * kept from an earlier invocation this is also the check that it still works: if not, it is
+   * dropped and the listing asked once more on a fresh connection.
+   */
   async partitionBounds(): Promise<PartitionBounds> {
-    const client = await this.connect();
+    await this.connect();
+    if (!this.reused) return this.guarded(() => this.listBounds());
+    try {
+      return await this.listBounds();
+    } catch (e) {
+      this.o.log.info("the Fluvio connection kept from an earlier invocation failed: connecting again", {
+        error: asError(e).message,
+      });
+      this.forget();
+      await this.connect();
+      return this.guarded(() => this.listBounds());
+    }
+  }
+
+  private async listBounds(): Promise<PartitionBounds> {
+    const client = this.client;
     const ms = this.o.connectTimeoutMs;
-    const admin = await withTimeout(
+    this.admin ??= await withTimeout(
       Promise.resolve(client.admin()),
       ms,
       () => `opening admin on ${this.where()}`,
     );
     const json = await withTimeout(
-      Promise.resolve(admin.listPartitions()),
+      Promise.resolve(this.admin.listPartitions()),
       ms,
       () => `listing partitions of ${this.where()}`,
     );
@@ -170,11 +258,13 @@ export class FluvioSource implements Source {
   /** A stream from `index` records after the SPU's log start ('beginning') or before its end. */
   private async openStream(index: number, from: "beginning" | "end" = "beginning"): Promise<Native> {
     const ms = this.o.readTimeoutMs;
-    const consumer = await withTimeout(
+    this.openStreams++;
+    this.consumer ??= await withTimeout(
       Promise.resolve(this.client.partitionConsumer(this.o.topic, this.o.partition)),
       ms,
       () => `opening a consumer on ${this.where()}`,
     );
+    const consumer = this.consumer;
     // smartmoduleType is required by the binding and unused without a SmartModule; the config is the
     // only way to set the fetch size (the default, 1 MB, never delivers a larger batch).
     return withTimeout(
@@ -190,6 +280,15 @@ export class FluvioSource implements Source {
   }
 
   async *read(start: bigint, opts: ReadOptions = {}): AsyncIterable<SourceRecord[]> {
+    try {
+      yield* this.records(start, opts);
+    } catch (e) {
+      this.forget();
+      throw e;
+    }
+  }
+
+  private async *records(start: bigint, opts: ReadOptions): AsyncIterable<SourceRecord[]> {
     const b = this.bounds ?? (await this.partitionBounds());
     this.bounds = b;
     if (start < b.start)
@@ -204,7 +303,19 @@ export class FluvioSource implements Source {
     const ms = this.o.readTimeoutMs;
     // The only absolute position this client can express: n records after the log start. The SPU's
     // log start can be ahead of the listing's; the caller's fingerprint check catches that.
-    let stream = await this.openStream(Number(start - b.start));
+    let stream: Native;
+    try {
+      stream = await this.openStream(Number(start - b.start));
+    } catch (e) {
+      if (!this.reused) throw e;
+      // A kept connection that lists but cannot open a stream: once more on a new one.
+      this.o.log.info("the Fluvio connection kept from an earlier invocation failed: connecting again", {
+        error: asError(e).message,
+      });
+      this.forget();
+      await this.connect();
+      stream = await this.openStream(Number(start - b.start));
+    }
     let lost: SourceRecord["lost"];
     for (let offset = start; offset < b.end; offset++) {
       let r: { done: boolean; value?: NativeRecord };
@@ -233,6 +344,8 @@ export class FluvioSource implements Source {
         );
         lost = { from: offset, count: next - offset };
         this.bounds = { start: next, end: b.end };
+        // The stream that answered with the error delivers nothing more.
+        this.openStreams--;
         if (next >= b.end) return;
         // Index 0: the first record the SPU has, which its error just named.
         stream = await this.openStream(0);
@@ -251,6 +364,9 @@ export class FluvioSource implements Source {
         await this.checkPosition(offset, r.value.value(), b.end);
         opts = { ...opts, unverified: false };
       }
+      // The last record up to the end the cluster reported: nothing of the stream is left undelivered
+      // (counted before handing it over, as the caller may stop right after it).
+      if (offset + 1n === b.end) this.openStreams--;
       // One at a time: the client hands over one record per call.
       yield [lost ? { offset, value, lost } : { offset, value }];
       lost = undefined;
@@ -297,6 +413,14 @@ export class FluvioSource implements Source {
 
   async close(): Promise<void> {
     // The native client has no close(); its sockets do not keep the process alive, pending reads do,
-    // and a bounded read leaves none.
+    // and a bounded read leaves none. Nor can a stream be closed: one left before its end goes on
+    // receiving what the SPU pushes, on the connection a later stream would share, where it can hold
+    // up that stream's opening. So a client is kept for the next run only if every stream this run
+    // opened was read to the end the cluster reported (a run that caught up, an idle run's check of
+    // its last record); a stream opened on a kept client that does not answer is retried once on a
+    // new connection.
+    if (this.openStreams > 0) this.forget();
+    this.admin = undefined;
+    this.consumer = undefined;
   }
 }

@@ -21,7 +21,7 @@ const PLATFORM_VERSION = "0.11.11";
 const SPU_ID = 5001;
 
 /** API keys; the SC and the SPU reuse numbers for different requests. */
-const Api = {
+export const Api = {
   Produce: 0,
   SpuFetchOffsets: 1002,
   SpuStreamFetch: 1003,
