@@ -1,6 +1,8 @@
 import type pg from "pg";
 import { SinkError } from "../errors.js";
 import { describeDbError } from "../row-values.js";
+import { copyChunks, textArray } from "./encode.js";
+import { type Outcome, PipelineError, pipeline, type Sent } from "./pipeline.js";
 import type { Step } from "./plan.js";
 
 export interface ExecuteResult {
@@ -24,7 +26,27 @@ function describe(step: Step): string {
   return `${at}, table ${step.table}`;
 }
 
-/** Runs the plan's statements in order on an open transaction; one round trip per statement. */
+function* wire(steps: Step[]): Generator<Sent> {
+  for (const step of steps) {
+    if (step.kind !== "dml") {
+      yield { sql: step.sql };
+      continue;
+    }
+    const st = step.statement;
+    // Encoded as the pipeline reaches the statement, so only a slice of the batch is on the wire at once.
+    if (st.copy) yield { sql: st.sql, copy: copyChunks(st.rows, st.cells) };
+    else yield { sql: st.sql, params: st.cells.map((c) => textArray(st.rows, c)) };
+  }
+}
+
+function sqlOf(step: Step): string {
+  return step.kind === "dml" ? step.statement.sql : step.sql;
+}
+
+/**
+ * Runs the plan's statements in order on an open transaction, all in one round trip (pipeline.ts):
+ * the exact-order fallback's one statement per change costs server time, not a round trip each.
+ */
 export async function executePlan(
   client: pg.ClientBase,
   steps: Step[],
@@ -32,24 +54,34 @@ export async function executePlan(
   warn: (msg: string, fields: Record<string, unknown>) => void,
 ): Promise<ExecuteResult> {
   const result: ExecuteResult = { statements: 0, rows: 0, missingRows: 0, upserts: 0 };
+  if (steps.length === 0) return result;
+  const seen = new Set<string>();
+  const repeated = new Set<string>();
   for (const step of steps) {
-    let res: pg.QueryResult;
-    try {
-      res =
-        step.kind === "dml"
-          ? await client.query({ text: step.statement.sql, values: step.statement.params })
-          : await client.query(step.sql);
-    } catch (e) {
-      const what = step.kind === "dml" ? step.op : step.kind === "ddl" ? "schema change" : "truncate";
-      throw new SinkError(`${describe(step)}: ${what} failed: ${describeDbError(e)}`, { cause: e });
-    }
+    const sql = sqlOf(step);
+    if (seen.has(sql)) repeated.add(sql);
+    else seen.add(sql);
+  }
+  let outcomes: Outcome[];
+  try {
+    outcomes = await pipeline(client, wire(steps), repeated);
+  } catch (e) {
+    if (!(e instanceof PipelineError)) throw e;
+    const step = steps[e.index];
+    if (!step) throw e.error;
+    const what = step.kind === "dml" ? step.op : step.kind === "ddl" ? "schema change" : "truncate";
+    throw new SinkError(`${describe(step)}: ${what} failed: ${describeDbError(e.error)}`, { cause: e.error });
+  }
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i] as Step;
+    const out = outcomes[i] as Outcome;
     result.statements++;
     if (step.kind !== "dml") continue;
-    let touched = res.rowCount ?? 0;
+    let touched = out.rowCount;
     if (step.statement.counts) {
-      const row = res.rows[0] as { n: number; upserted: number };
-      touched = row.n;
-      result.upserts += row.upserted;
+      const row = out.rows[0] as (string | null)[];
+      touched = Number(row[0]);
+      result.upserts += Number(row[1]);
     }
     result.rows += touched;
     if (touched < step.rows) {
