@@ -89,3 +89,48 @@ test("a row the target rejects in a COPY rolls the whole run back and names the 
     "nothing of the run is visible, the update included",
   );
 });
+
+for (const maxRecords of [1, 7, 1000]) {
+  test(`exact-order fallback, pipelined: source order kept, each change's missing row counted (max_records ${maxRecords})`, async () => {
+    const p = pair();
+    const t = `swap_${maxRecords}`;
+    const ddl = `CREATE TABLE ${t} (id int PRIMARY KEY, name text NOT NULL UNIQUE, n int)`;
+    await p.sql(ddl);
+    // The sink creates tables with their key only: the target's own UNIQUE constraint is the user's.
+    await p.target.query(ddl);
+    await p.sql(`INSERT INTO ${t} VALUES (1, 'a', 0), (2, 'b', 0), (3, 'c', 0)`);
+    await p.capture();
+    await p.runUntilIdle();
+    // The target lost row 3: the updates to it find nothing.
+    await p.target.query(`DELETE FROM ${t} WHERE id = 3`);
+    // Swapping names through a third value: one set-wise UPDATE trips UNIQUE, source order does not.
+    await p.sql(`BEGIN;
+      UPDATE ${t} SET name = 'tmp' WHERE id = 1; UPDATE ${t} SET name = 'a' WHERE id = 2;
+      UPDATE ${t} SET name = 'b' WHERE id = 1; UPDATE ${t} SET n = 1 WHERE id = 3;
+      UPDATE ${t} SET n = 2 WHERE id = 3; INSERT INTO ${t} VALUES (4, E'd\\\\', 4); COMMIT`);
+    await p.capture();
+    const updates = p.records.flatMap((l, i) => (/"type":"update"/.test(l) ? [i] : [])).slice(-2);
+    await assert.rejects(p.run({ maxRecords, missingRows: "error" }), (e: Error) => {
+      assert.match(
+        e.message,
+        new RegExp(`offset ${updates[0]}, table public\\.${t}: update found 0 of 1 rows on the target`),
+      );
+      return true;
+    });
+    const runs = await p.runUntilIdle({ maxRecords });
+    assert.ok(runs.some((r) => r.exact_order));
+    assert.equal(
+      runs.reduce((n, r) => n + r.missing_rows, 0),
+      2,
+    );
+    const rows = await p.target.query(`SELECT id, name, n FROM ${t} ORDER BY id`);
+    assert.deepEqual(
+      rows.rows.map((r) => [r.id, r.name, r.n]),
+      [
+        [1, "b", 0],
+        [2, "a", 0],
+        [4, "d\\", 4],
+      ],
+    );
+  });
+}
