@@ -42,17 +42,39 @@ let seq = 0;
 /** What pg's Client calls on the active query (its "submittable" interface). */
 class Pipeline {
   callback?: (err: Error | null, res?: Outcome[]) => void;
+  /**
+   * pg would time the whole pipeline as one query; its query_timeout bounds each reply instead
+   * (see `watch`), as it does for a statement sent alone. The largest delay a timer takes.
+   */
+  readonly query_timeout = 2 ** 31 - 1;
   private readonly outcomes: Outcome[] = [];
   private rows: (string | null)[][] = [];
   private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private connection: Connection | undefined;
 
   constructor(
     private readonly statements: Iterable<Sent>,
     /** SQL texts sent more than once: parsed once, as named statements. */
     private readonly repeated: Set<string>,
+    /** pg's query_timeout for the client: the longest wait for the next reply. */
+    private readonly replyTimeoutMs: number | undefined,
   ) {}
 
+  /** (Re)starts the wait for the next reply; none in time drops the connection, as pg does. */
+  private watch(): void {
+    if (!this.replyTimeoutMs || this.stopped) return;
+    if (this.timer) this.timer.refresh();
+    else
+      this.timer = setTimeout(() => {
+        this.stop(new Error("Query read timeout"));
+        this.connection?.stream.destroy();
+      }, this.replyTimeoutMs);
+  }
+
   submit(connection: Connection): null {
+    this.connection = connection;
+    this.watch();
     this.send(connection).catch((e: Error) => {
       // A statement that could not be encoded: nothing reads the replies of a half-sent pipeline,
       // so the connection is not reusable (the run rolls back by losing it).
@@ -100,6 +122,8 @@ class Pipeline {
             if (stream.writableNeedDrain) stream.once("drain", resolve);
             else setImmediate(resolve);
           });
+          // The server took what was written: it is alive, though its next reply may be far off.
+          this.watch();
           stream.cork();
         }
       }
@@ -113,6 +137,7 @@ class Pipeline {
   private stop(e: Error | null): void {
     if (this.stopped) return;
     this.stopped = true;
+    clearTimeout(this.timer);
     const cb = this.callback;
     this.callback = undefined;
     if (e) cb?.(new PipelineError(this.outcomes.length, e));
@@ -121,15 +146,18 @@ class Pipeline {
 
   handleRowDescription(): void {}
   handleDataRow(msg: { fields: (string | null)[] }): void {
+    this.watch();
     this.rows.push(msg.fields);
   }
   handleCommandComplete(msg: { text: string }): void {
+    this.watch();
     const tag = msg.text;
     const n = Number(tag.slice(tag.lastIndexOf(" ") + 1));
     this.outcomes.push({ rowCount: Number.isFinite(n) ? n : 0, rows: this.rows });
     this.rows = [];
   }
   handleEmptyQuery(): void {
+    this.watch();
     this.outcomes.push({ rowCount: 0, rows: [] });
   }
   handlePortalSuspended(): void {}
@@ -169,7 +197,9 @@ export function pipeline(
   statements: Iterable<Sent>,
   repeated: Set<string>,
 ): Promise<Outcome[]> {
-  const p = new Pipeline(statements, repeated);
+  const timeout = (client as unknown as { connectionParameters?: { query_timeout?: number } })
+    .connectionParameters?.query_timeout;
+  const p = new Pipeline(statements, repeated, timeout);
   return new Promise((resolve, reject) => {
     p.callback = (err, res) => (err ? reject(err) : resolve(res as Outcome[]));
     (client as unknown as { query(q: Pipeline): void }).query(p);
