@@ -4,6 +4,7 @@ import { describeDbError } from "../row-values.js";
 import { copyChunks, textArray } from "./encode.js";
 import { type Outcome, PipelineError, pipeline, type Sent } from "./pipeline.js";
 import type { Step } from "./plan.js";
+import type { Cell } from "./statements.js";
 
 export interface ExecuteResult {
   statements: number;
@@ -24,6 +25,58 @@ function describe(step: Step): string {
         : `offsets ${step.fromOffset}..${step.toOffset}`
       : `offset ${step.offset}`;
   return `${at}, table ${step.table}`;
+}
+
+type DmlStep = Extract<Step, { kind: "dml" }>;
+
+const sameCopy = (a: DmlStep, b: DmlStep) =>
+  a.statement.sql === b.statement.sql && a.statement.cells.join() === b.statement.cells.join();
+
+/**
+ * Joins consecutive COPYs into the same table and columns into one, rows in order: the rows, their
+ * order and every constraint's verdict are those of the separate statements (a COPY inserts rows one
+ * by one), and it spares the exact-order fallback a statement per inserted row.
+ */
+export function coalesceCopies(steps: Step[]): Step[] {
+  const out: Step[] = [];
+  let group: DmlStep[] = [];
+  const close = () => {
+    const first = group[0];
+    if (!first) return;
+    if (group.length === 1) out.push(first);
+    else {
+      let from = first.fromOffset;
+      let to = first.toOffset;
+      let n = 0;
+      const rows: Cell[][] = [];
+      for (const g of group) {
+        if (g.fromOffset < from) from = g.fromOffset;
+        if (g.toOffset > to) to = g.toOffset;
+        n += g.rows;
+        for (const r of g.statement.rows) rows.push(r);
+      }
+      out.push({
+        ...first,
+        statement: { ...first.statement, rows },
+        fromOffset: from,
+        toOffset: to,
+        rows: n,
+      });
+    }
+    group = [];
+  };
+  for (const step of steps) {
+    if (step.kind === "dml" && step.statement.copy) {
+      const prev = group[0];
+      if (prev && !sameCopy(prev, step)) close();
+      group.push(step);
+    } else {
+      close();
+      out.push(step);
+    }
+  }
+  close();
+  return out;
 }
 
 function* wire(steps: Step[]): Generator<Sent> {
@@ -54,6 +107,7 @@ export async function executePlan(
   warn: (msg: string, fields: Record<string, unknown>) => void,
 ): Promise<ExecuteResult> {
   const result: ExecuteResult = { statements: 0, rows: 0, missingRows: 0, upserts: 0 };
+  steps = coalesceCopies(steps);
   if (steps.length === 0) return result;
   const seen = new Set<string>();
   const repeated = new Set<string>();
