@@ -138,3 +138,20 @@ for (const maxRecords of [1, 7, 1000]) {
     );
   });
 }
+
+for (const maxRecords of [7, 1000, 10000]) {
+  test(`batches larger than a pipeline slice: many COPY chunks, large binary parameters (max_records ${maxRecords})`, async () => {
+    const p = pair();
+    const t = `big_${maxRecords}`;
+    await p.sql(`CREATE TABLE ${t} (id int PRIMARY KEY, body text, n bigint)`);
+    // About 4 MB of rows whose text needs escaping all along, so escapes straddle chunk boundaries.
+    await p.sql(
+      `INSERT INTO ${t} SELECT g, repeat(md5(g::text) || E'\\\\\\t\\n\\r', 30), g FROM generate_series(1, 3000) g`,
+    );
+    await p.sql(`UPDATE ${t} SET body = body || E'\\\\N', n = -n WHERE id % 3 = 0`);
+    await p.sql(`DELETE FROM ${t} WHERE id % 7 = 0`);
+    await p.capture();
+    await p.runUntilIdle({ maxRecords });
+    await assertSameTables(p, [t]);
+  });
+}

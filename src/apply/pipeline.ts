@@ -89,6 +89,27 @@ class Pipeline {
     const names = new Map<string, string>();
     const batch = ++seq;
     let written = 0;
+    // Every SLICE_BYTES, let the socket take what is written (waiting for it to drain, so at most
+    // about a slice of the batch is encoded ahead of the server) and the replies so far be read.
+    const breathe = async (bytes: number) => {
+      written += bytes;
+      if (written < SLICE_BYTES) return;
+      written = 0;
+      stream.uncork();
+      await new Promise<void>((resolve) => {
+        if (!stream.writableNeedDrain) return setImmediate(resolve);
+        const done = () => {
+          stream.off("drain", done);
+          stream.off("close", done);
+          resolve();
+        };
+        stream.on("drain", done);
+        stream.on("close", done);
+      });
+      // The server took what was written: it is alive, though its next reply may be far off.
+      this.watch();
+      stream.cork();
+    };
     stream.cork();
     try {
       for (const st of this.statements) {
@@ -104,29 +125,22 @@ class Pipeline {
           }
         } else connection.parse({ text: st.sql, name: "" });
         connection.bind({ statement: name, values: st.params ?? [] });
-        for (const p of st.params ?? []) written += p.length;
         connection.execute({ portal: "", rows: 0 });
+        let bytes = st.sql.length;
+        for (const p of st.params ?? []) bytes += p.length;
         if (st.copy) {
           for (const chunk of st.copy) {
+            // After an error the server skips CopyData up to the Sync: no need to send the rest.
+            if (this.stopped) break;
             connection.sendCopyFromChunk(chunk);
-            written += chunk.length;
+            await breathe(chunk.length);
           }
           connection.endCopyFrom();
         }
-        written += st.sql.length;
-        if (written >= SLICE_BYTES) {
-          written = 0;
-          stream.uncork();
-          // Let the socket take what is written and the replies so far be read before encoding more.
-          await new Promise<void>((resolve) => {
-            if (stream.writableNeedDrain) stream.once("drain", resolve);
-            else setImmediate(resolve);
-          });
-          // The server took what was written: it is alive, though its next reply may be far off.
-          this.watch();
-          stream.cork();
-        }
+        await breathe(bytes);
       }
+      // Prepared statements live as long as the session: close them (skipped after an error,
+      // when the server ignores everything up to the Sync; the run's connection ends with the run).
       for (const name of names.values()) connection.close({ type: "S", name });
       connection.sync();
     } finally {
@@ -174,6 +188,7 @@ class Pipeline {
 
 interface Connection {
   stream: NodeJS.WritableStream & {
+    off(event: string, fn: () => void): void;
     cork(): void;
     uncork(): void;
     writableNeedDrain: boolean;
