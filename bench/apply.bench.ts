@@ -337,6 +337,19 @@ try {
       `(fast path: ${prof.fastDecodeMs.toFixed(0)} ms, ${(prof.generalDecodeMs / prof.fastDecodeMs).toFixed(1)}x; ` +
       `${prof.fastShare.toFixed(1)}% of records decoded by the fast path)`,
   );
+
+  // The exact-order fallback (one statement per change) on the same stream, in process.
+  const exactUrl = await server.createDatabase("bench_exact");
+  const exact = await profileRun(p.topicFile, exactUrl, true);
+  const exactTarget = await connect(exactUrl);
+  clients.push(exactTarget);
+  await checkTarget(p, exactTarget, "exact-order run");
+  const exactTotal = exact.stages.reduce((a, s) => a + s.ms, 0);
+  const exactExec = exact.stages.find((s) => s.name === "execute")?.ms ?? 0;
+  out(
+    `exact-order fallback, in process: ${exactTotal.toFixed(0)} ms (execute ${exactExec.toFixed(0)} ms, ` +
+      `${Math.round((CHANGES * 1000) / exactExec)} changes/s in execute), ${(exactTotal / total).toFixed(1)}x the optimised plan`,
+  );
 } finally {
   for (const c of clients) await c.end().catch(() => {});
   await p.close();

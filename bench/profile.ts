@@ -18,9 +18,9 @@ export interface Profile {
 
 /**
  * The steps of one run (src/run.ts) over a whole topic file, each timed on its own: where the sink's
- * time goes. The target is left as a real run leaves it, so it can be checked against the source.
+ * time goes (with `exact`, in the exact-order fallback's plan). The target is left as a real run leaves it, so it can be checked against the source.
  */
-export async function profileRun(topicFile: string, targetUrl: string): Promise<Profile> {
+export async function profileRun(topicFile: string, targetUrl: string, exact = false): Promise<Profile> {
   const stages: { name: string; ms: number }[] = [];
   let t = performance.now();
   const lap = (name: string) => {
@@ -50,7 +50,8 @@ export async function profileRun(topicFile: string, targetUrl: string): Promise<
   lap("catalog");
 
   const state = emptyState();
-  const planned = plan(events, state, catalog);
+  // exact: the exact-order fallback's plan (one statement per change, in source order).
+  const planned = plan(events, state, catalog, { exact });
   lap("plan");
 
   await executePlan(client, planned.steps, "skip", () => {});

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Catalog } from "../src/apply/model.js";
 import { type PlanState, plan, type Step } from "../src/apply/plan.js";
+import { paramsOf } from "../src/apply/statements.js";
 import type { Event, Relation, Value } from "../src/events/types.js";
 import { UNCHANGED } from "../src/events/types.js";
 
@@ -53,7 +54,7 @@ const dml = (steps: Step[]) =>
   (steps.filter((s) => s.kind === "dml") as Extract<Step, { kind: "dml" }>[]).map((s) => [
     s.op,
     s.rows,
-    s.statement.params,
+    paramsOf(s.statement),
   ]);
 
 test("two-column keys whose texts join alike stay different rows", () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Catalog } from "../src/apply/model.js";
 import { type PlanState, plan, type Step } from "../src/apply/plan.js";
+import { paramsOf } from "../src/apply/statements.js";
 import type { Event, Relation, Value } from "../src/events/types.js";
 import { UNCHANGED } from "../src/events/types.js";
 
@@ -81,7 +82,7 @@ test("changes to one row collapse to their net effect, in few set-wise statement
   });
   const steps = dml(p.steps);
   assert.deepEqual(
-    steps.map((s) => [s.op, s.rows, s.statement.params]),
+    steps.map((s) => [s.op, s.rows, paramsOf(s.statement)]),
     [
       ["update", 1, [["4"], ["d"]]],
       [
@@ -95,10 +96,7 @@ test("changes to one row collapse to their net effect, in few set-wise statement
     ],
   );
   assert.equal(p.state.lastCommitLsn, 20n);
-  assert.match(
-    steps[1]?.statement.sql ?? "",
-    /^INSERT INTO "public"\."acct" \("id", "v"\) SELECT v\.c0::"pg_catalog"\."int4"/,
-  );
+  assert.match(steps[1]?.statement.sql ?? "", /^COPY "public"\."acct" \("id", "v"\) FROM STDIN$/);
 });
 
 test("a key change flushes the table and moves the row by its old key", () => {
@@ -109,7 +107,7 @@ test("a key change flushes the table and moves the row by its old key", () => {
   );
   const steps = dml(p.steps);
   assert.deepEqual(
-    steps.map((s) => [s.op, s.statement.params]),
+    steps.map((s) => [s.op, paramsOf(s.statement)]),
     [
       ["update", [["1"], ["x"]]],
       ["update", [["1"], ["9"], ["y"]]],
@@ -128,7 +126,7 @@ test("a re-sent transaction (commit LSN at or below the last applied) is skipped
   );
   assert.equal(p.stats.skippedTransactions, 1);
   assert.equal(p.stats.transactions, 1);
-  assert.deepEqual(dml(p.steps)[0]?.statement.params, [["2"], ["b"]]);
+  assert.deepEqual(dml(p.steps).map((s) => paramsOf(s.statement))[0], [["2"], ["b"]]);
 });
 
 test("identifiers are quoted, values never appear in SQL", () => {

@@ -1,9 +1,11 @@
 import { qualified, quoteIdent } from "./sql.js";
 
 /**
- * Set-wise statements: each column travels as one text[] parameter, unnest() turns the arrays back
- * into rows, and every value is cast from PostgreSQL's text form to the target column's type on the
- * server. So one round trip applies any number of rows, and no value is ever spliced into SQL.
+ * Set-wise statements. Net inserts are a COPY into the table (the cheapest way in, and the column's
+ * own input function parses each text value, as the subscriber's does). Everything else sends each
+ * column as one text[] parameter, unnest() turns the arrays back into rows, and every value is cast
+ * from PostgreSQL's text form to the target column's type on the server. So one round trip applies
+ * any number of rows, and no value is ever spliced into SQL.
  */
 
 export interface TableShape {
@@ -25,9 +27,22 @@ export type Cell = string | null;
 
 export interface Statement {
   sql: string;
-  params: Cell[][];
+  /** The rows it applies, as the planner built them; never copied or transposed here. */
+  rows: Cell[][];
+  /**
+   * Which cells of each row it sends, in order: the i-th is parameter $i+1 (a text[] holding that
+   * cell of every row) or, for a COPY, the i-th column of each line.
+   */
+  cells: number[];
+  /** `sql` is a COPY ... FROM STDIN (text format) that reads `rows`; it touches the rows it inserts. */
+  copy?: boolean;
   /** The statement returns one row (n, upserted) instead of a row count: an insert with on_conflict upsert. */
   counts?: boolean;
+}
+
+/** The statement's parameters, one array per sent cell (what its text[] parameters hold). */
+export function paramsOf(s: Statement): Cell[][] {
+  return s.cells.map((c) => s.rows.map((r) => r[c] as Cell));
 }
 
 function unnestFrom(arrays: number, names: string[], ordinality = false, rows = 0): string {
@@ -41,40 +56,30 @@ function valueExpr(alias: string, cast: string, rel = "v"): string {
   return `${rel}.${alias}::${cast}`;
 }
 
-/** Transposes rows into one array per column. */
-function columnsOf(rows: Cell[][], width: number): Cell[][] {
-  const out: Cell[][] = Array.from({ length: width }, () => new Array<Cell>(rows.length));
-  for (let r = 0; r < rows.length; r++) {
-    const row = rows[r] as Cell[];
-    for (let c = 0; c < width; c++) (out[c] as Cell[])[r] = row[c] as Cell;
-  }
-  return out;
-}
-
 const writable = (t: TableShape, c: number) => !t.generated?.[c];
 
-/** Keeps the listed columns' cells, in order. */
-function pick(rows: Cell[][], keep: number[]): Cell[][] {
-  return rows.map((r) => keep.map((i) => r[i] as Cell));
-}
-
 /**
- * INSERT rows (each row holds the values of `cols`). Columns the target generates are left to it;
- * GENERATED ALWAYS identity columns take the source's value. With `upsertKey`, a row whose key the
- * target already has updates that row (a seeded target) and the statement counts how many did.
+ * Inserts rows (each row holds the values of `cols`). Columns the target generates are left to it;
+ * GENERATED ALWAYS identity columns take the source's value (COPY writes given identity values as
+ * OVERRIDING SYSTEM VALUE does). With `upsertKey`, a row whose key the target already has updates
+ * that row (a seeded target) and the statement counts how many did: COPY cannot, so that is an
+ * INSERT ... ON CONFLICT.
  */
 export function insertRows(t: TableShape, cols: number[], rows: Cell[][], upsertKey?: number[]): Statement {
-  const keep = cols.flatMap((c, i) => (writable(t, c) ? [i] : []));
-  const used = keep.map((i) => cols[i] as number);
+  const cells = cols.flatMap((c, i) => (writable(t, c) ? [i] : []));
+  const used = cells.map((i) => cols[i] as number);
+  const names = used.map((c) => quoteIdent(t.columns[c] as string)).join(", ");
+  // A table with nothing to write (every column dropped or generated) still takes rows: INSERT them.
+  if (!upsertKey && used.length > 0)
+    return { sql: `COPY ${qualified(t.schema, t.name)} (${names}) FROM STDIN`, rows, cells, copy: true };
   const aliases = used.map((_, i) => `c${i}`);
   const overriding = used.some((c) => t.identityAlways?.[c]) ? " OVERRIDING SYSTEM VALUE" : "";
-  const list = used.length > 0 ? ` (${used.map((c) => quoteIdent(t.columns[c] as string)).join(", ")})` : "";
+  const list = used.length > 0 ? ` (${names})` : "";
   let sql =
     `INSERT INTO ${qualified(t.schema, t.name)}${list}${overriding} ` +
     `SELECT ${used.map((c, i) => valueExpr(aliases[i] as string, t.casts[c] as string)).join(", ")} ` +
     `FROM ${unnestFrom(used.length, aliases, false, rows.length)}`;
-  const params = columnsOf(keep.length === cols.length ? rows : pick(rows, keep), used.length);
-  if (!upsertKey) return { sql, params };
+  if (!upsertKey) return { sql, rows, cells };
   const keySet = new Set(upsertKey);
   const set = used.filter((c) => !keySet.has(c) && !t.identityAlways?.[c]);
   const col = (c: number) => quoteIdent(t.columns[c] as string);
@@ -90,7 +95,8 @@ export function insertRows(t: TableShape, cols: number[], rows: Cell[][], upsert
       : `${rows.length}::int AS n, ${rows.length}::int - count(*)::int AS upserted`;
   return {
     sql: `WITH r AS (${sql} RETURNING xmax::text <> '0' AS up) SELECT ${counts} FROM r`,
-    params,
+    rows,
+    cells,
     counts: true,
   };
 }
@@ -126,19 +132,11 @@ function matchCondition(t: TableShape, m: MatchSpec, aliases: string[], table: s
 }
 
 /** UPDATE rows: each row is [...match values, ...set values]. */
-export function updateRows(
-  t: TableShape,
-  match: MatchSpec,
-  allSetCols: number[],
-  allRows: Cell[][],
-): Statement {
+export function updateRows(t: TableShape, match: MatchSpec, allSetCols: number[], rows: Cell[][]): Statement {
   const n = match.cols.length;
   const keep = allSetCols.flatMap((c, i) => (writable(t, c) ? [i] : []));
   const setCols = keep.map((i) => allSetCols[i] as number);
-  const rows =
-    keep.length === allSetCols.length
-      ? allRows
-      : pick(allRows, [...match.cols.keys(), ...keep.map((i) => n + i)]);
+  const cells = [...match.cols.keys(), ...keep.map((i) => n + i)];
   if (setCols.length === 0) {
     // Nothing the target lets us write: still find the rows, so missing ones are counted.
     return touchRows(t, match, rows);
@@ -158,13 +156,13 @@ export function updateRows(
     const sql =
       `UPDATE ${target} AS t SET ${set("v")} FROM ${unnestFrom(width, [...mAliases, ...sAliases])} ` +
       `WHERE ${matchCondition(t, match, mAliases, "t")}`;
-    return { sql, params: columnsOf(rows, width) };
+    return { sql, rows, cells };
   }
   const sql =
     `WITH v AS (SELECT * FROM ${unnestFrom(width, [...mAliases, ...sAliases], true, rows.length)}), ` +
     `hit AS (SELECT DISTINCT ON (v.ord) x.ctid AS tid, v.* FROM ${target} AS x JOIN v ON ${matchCondition(t, match, mAliases, "x")} ORDER BY v.ord, x.ctid) ` +
     `UPDATE ${target} AS t SET ${set("hit")} FROM hit WHERE t.ctid = hit.tid`;
-  return { sql, params: columnsOf(rows, width) };
+  return { sql, rows, cells };
 }
 
 export function deleteRows(t: TableShape, match: MatchSpec, rows: Cell[][]): Statement {
@@ -172,13 +170,13 @@ export function deleteRows(t: TableShape, match: MatchSpec, rows: Cell[][]): Sta
   const target = qualified(t.schema, t.name);
   if (match.mode === "key") {
     const sql = `DELETE FROM ${target} AS t USING ${unnestFrom(aliases.length, aliases)} WHERE ${matchCondition(t, match, aliases, "t")}`;
-    return { sql, params: columnsOf(rows, aliases.length) };
+    return { sql, rows, cells: [...match.cols.keys()] };
   }
   const sql =
     `WITH v AS (SELECT * FROM ${unnestFrom(aliases.length, aliases, true, rows.length)}), ` +
     `hit AS (SELECT DISTINCT ON (v.ord) x.ctid AS tid FROM ${target} AS x JOIN v ON ${matchCondition(t, match, aliases, "x")} ORDER BY v.ord, x.ctid) ` +
     `DELETE FROM ${target} AS t USING hit WHERE t.ctid = hit.tid`;
-  return { sql, params: columnsOf(rows, aliases.length) };
+  return { sql, rows, cells: [...match.cols.keys()] };
 }
 
 /** Selects (and locks) the rows an update would touch, for an update that writes nothing. */
@@ -188,7 +186,7 @@ function touchRows(t: TableShape, match: MatchSpec, rows: Cell[][]): Statement {
   const sql =
     `WITH v AS (SELECT * FROM ${unnestFrom(aliases.length, aliases, true, rows.length)}) ` +
     `SELECT DISTINCT ON (v.ord) x.ctid FROM ${target} AS x JOIN v ON ${matchCondition(t, match, aliases, "x")} ORDER BY v.ord, x.ctid FOR UPDATE OF x`;
-  return { sql, params: columnsOf(rows, aliases.length) };
+  return { sql, rows, cells: [...match.cols.keys()] };
 }
 
 /**
@@ -218,5 +216,5 @@ export function replaceRows(t: TableShape, match: MatchSpec, setCols: number[], 
     `d AS (DELETE FROM ${target} AS t USING v WHERE ${matchCondition(t, match, mAliases, "t")} RETURNING t.*) ` +
     `INSERT INTO ${target} (${columns.map(quoteIdent).join(", ")}) OVERRIDING SYSTEM VALUE ` +
     `SELECT ${exprs.join(", ")} FROM d JOIN v ON ${matchCondition(t, match, mAliases, "d")}`;
-  return { sql, params: columnsOf(rows, width) };
+  return { sql, rows, cells: Array.from({ length: width }, (_, c) => c) };
 }
