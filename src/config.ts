@@ -34,6 +34,8 @@ export interface SinkConfig {
   startLsn: bigint | null;
   /** upsert: an insert of a key the target already has updates that row. */
   onConflict: "error" | "upsert";
+  /** A source transaction that fails on its own: halt the run, or set it aside in the dead-letter table. */
+  onError: "halt" | "dead_letter";
 }
 
 export const DEFAULTS = {
@@ -54,6 +56,7 @@ export const DEFAULTS = {
   onLostRecords: "error" as const,
   startLsn: null,
   onConflict: "error" as const,
+  onError: "halt" as const,
 };
 
 const PARAMETERS = [
@@ -76,6 +79,7 @@ const PARAMETERS = [
   "on_lost_records",
   "start_lsn",
   "on_conflict",
+  "on_error",
 ];
 
 /** A run with less time than this does not start (see runOnce). */
@@ -124,6 +128,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   ON_LOST_RECORDS: "parameters.on_lost_records",
   START_LSN: "parameters.start_lsn",
   ON_CONFLICT: "parameters.on_conflict",
+  ON_ERROR: "parameters.on_error",
 };
 
 /** An LSN in PostgreSQL's X/Y form (two hex halves) or as a decimal number; null when it is neither. */
@@ -316,6 +321,10 @@ export function validateConnectorConfig(
   if (onConflict !== "error" && onConflict !== "upsert")
     problems.push(`parameters.on_conflict must be "error" or "upsert"`);
 
+  const onError = p.on_error ?? DEFAULTS.onError;
+  if (onError !== "halt" && onError !== "dead_letter")
+    problems.push(`parameters.on_error must be "halt" or "dead_letter"`);
+
   if (problems.length > 0) throw new ConfigError(`${origin}: ${problems.join("; ")}`);
   return {
     name: name as string,
@@ -338,6 +347,7 @@ export function validateConnectorConfig(
     onLostRecords: onLostRecords as "error" | "skip",
     startLsn,
     onConflict: onConflict as "error" | "upsert",
+    onError: onError as "halt" | "dead_letter",
   };
 }
 

@@ -4,7 +4,7 @@ import { DeadlineError, RecordError, SinkError } from "./errors.js";
 import { decodeRecordFast } from "./events/fast-decode.js";
 import type { BeginEvent, Event } from "./events/types.js";
 import type { Logger } from "./log.js";
-import type { Source } from "./source/source.js";
+import type { Source, SourceRecord } from "./source/source.js";
 import type { AwaitedResend, SinkState } from "./state.js";
 
 export interface Batch {
@@ -19,6 +19,43 @@ export interface Batch {
   lastRecordSha256: string | null;
   /** Dropped partial transactions whose re-sends are still awaited at nextOffset, by final LSN. */
   awaitedResends: AwaitedResend[];
+  /** The records read from `start` on, in offset order: a set-aside transaction keeps their text. */
+  records: SourceRecord[];
+  /** Runs of records around ones that cannot be decoded, in offset order (not in `events`). */
+  poisoned: PoisonedUnit[];
+}
+
+/**
+ * A source transaction with a record that cannot be decoded (not JSON, a bad shape, invalid UTF-8),
+ * or such a record between transactions. A record whose own kind is unknown may have been a BEGIN
+ * or a COMMIT, so the unit is bounded by what can be known: it starts at the BEGIN of the
+ * transaction open at the bad record (or at the bad record itself between transactions) and ends at
+ * the next decodable COMMIT (inclusive) or just before the next decodable BEGIN.
+ */
+export interface PoisonedUnit {
+  from: bigint;
+  to: bigint;
+  finalLsn: bigint | null;
+  commitLsn: bigint | null;
+  /** The unit's records that did decode, in order (its schema messages still count). */
+  events: Event[];
+  /** The first record's error. */
+  error: RecordError;
+}
+
+/** The records of `batch` with offsets from..to, by binary search (offsets ascend, maybe with gaps). */
+export function recordsBetween(records: SourceRecord[], from: bigint, to: bigint): SourceRecord[] {
+  let lo = 0;
+  let hi = records.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((records[mid] as SourceRecord).offset < from) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: SourceRecord[] = [];
+  for (let i = lo; i < records.length && (records[i] as SourceRecord).offset <= to; i++)
+    out.push(records[i] as SourceRecord);
+  return out;
 }
 
 export function recordSha256(value: string): string {
@@ -72,6 +109,36 @@ export async function readBatch(
   let checked = !verify;
   let partial = false;
   let exceeded = false;
+  const records: SourceRecord[] = [];
+  const poisoned: PoisonedUnit[] = [];
+  let poison: Omit<PoisonedUnit, "to"> | null = null;
+  let prev: SourceRecord | null = null;
+  /** Everything up to `rec` is read: the batch may end after it. */
+  const endAfter = (rec: SourceRecord) => {
+    nextOffset = rec.offset + 1n;
+    resumePosition = rec.end === undefined ? null : BigInt(rec.end);
+    lastRecordSha256 = recordSha256(rec.value);
+    awaitedAtNext = awaited;
+  };
+  const startPoison = (rec: SourceRecord, error: RecordError) => {
+    if (poison) return;
+    const first = open[0];
+    poison = {
+      from: inTxn && first ? first.offset : rec.offset,
+      finalLsn: inTxn && first?.kind === "begin" ? first.finalLsn : null,
+      commitLsn: null,
+      events: inTxn ? open : [],
+      error,
+    };
+    open = [];
+    inTxn = false;
+  };
+  const closePoison = (last: SourceRecord) => {
+    const p = poison as Omit<PoisonedUnit, "to">;
+    poisoned.push({ ...p, to: last.offset });
+    poison = null;
+    endAfter(last);
+  };
   reading: for await (const run of source.read(from, { hint, unverified: !verify }))
     for (const rec of run) {
       if (rec.lost) {
@@ -108,7 +175,32 @@ export async function readBatch(
         throw new DeadlineError(
           `ran out of time reading offset ${rec.offset} (a source transaction did not finish in time)`,
         );
-      const ev = decodeRecordFast(rec.offset, rec.value);
+      records.push(rec);
+      const previous = prev;
+      prev = rec;
+      let ev: Event;
+      try {
+        ev = decodeRecordFast(rec.offset, rec.value);
+      } catch (e) {
+        if (!(e instanceof RecordError)) throw e;
+        startPoison(rec, e);
+        continue;
+      }
+      if (poison !== null) {
+        const p = poison as Omit<PoisonedUnit, "to">;
+        if (ev.kind === "begin") closePoison(previous as SourceRecord);
+        else {
+          p.events.push(ev);
+          if (ev.kind === "commit") {
+            p.commitLsn = ev.commitLsn;
+            if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
+            closePoison(rec);
+            if (nextOffset - start >= limit) break reading;
+            if (readUntil !== null && Date.now() >= readUntil) break reading;
+          }
+          continue;
+        }
+      }
       if (ev.kind === "begin") {
         if (open.length > 0) {
           const dropped = open[0] as Event;
@@ -140,8 +232,14 @@ export async function readBatch(
         open = [ev];
         inTxn = true;
       } else {
-        if (!inTxn)
-          throw new RecordError(rec.offset, `${ev.kind} outside a source transaction (no begin before it)`);
+        if (!inTxn) {
+          startPoison(
+            rec,
+            new RecordError(rec.offset, `${ev.kind} outside a source transaction (no begin before it)`),
+          );
+          (poison as Omit<PoisonedUnit, "to"> | null)?.events.push(ev);
+          continue;
+        }
         open.push(ev);
       }
       if (ev.kind === "commit") {
@@ -152,10 +250,7 @@ export async function readBatch(
         open = [];
         inTxn = false;
         if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
-        nextOffset = rec.offset + 1n;
-        resumePosition = rec.end === undefined ? null : BigInt(rec.end);
-        lastRecordSha256 = recordSha256(rec.value);
-        awaitedAtNext = awaited;
+        endAfter(rec);
         if (nextOffset - start >= limit) break reading;
         // Leave the rest of the time for applying what was read.
         if (readUntil !== null && Date.now() >= readUntil) break reading;
@@ -166,10 +261,7 @@ export async function readBatch(
         );
         for (const e of open) events.push(e);
         open = [];
-        nextOffset = rec.offset + 1n;
-        resumePosition = rec.end === undefined ? null : BigInt(rec.end);
-        lastRecordSha256 = recordSha256(rec.value);
-        awaitedAtNext = awaited;
+        endAfter(rec);
         partial = true;
         break reading;
       }
@@ -188,6 +280,9 @@ export async function readBatch(
     resumePosition,
     lastRecordSha256,
     awaitedResends: awaitedAtNext,
+    records,
+    // A unit still open at the end waits for its end: the next run reads it again.
+    poisoned,
   };
 }
 
