@@ -91,7 +91,7 @@ export function isRecordFault(e: unknown): boolean {
 function withoutQuotedInput(text: string): string {
   return logRowValues()
     ? text
-    : text.replace(/, "(?:[^"\\]|\\.)*"(?:\.\.\.)? is not valid JSON/g, " is not valid JSON");
+    : text.replace(/, "(?:[^"\\]|\\.)*"(?:\.\.\.)? is not valid JSON/g, ', "…" is not valid JSON');
 }
 
 /** The error of a failed unit for messages, logs and the dead-letter table. */
@@ -140,10 +140,12 @@ export class PoisonError extends SinkError {
   ) {
     super(
       `source transaction at offsets ${unit.from}..${unit.to} (${unitLsnText(unit)}` +
-        `${tables.length > 0 ? `, table ${tables.join(", ")}` : ""}) failed: ${detail}. ` +
-        `Applied nothing; the stored offset stays ${storedOffset}. Fix the cause (e.g. the target table) ` +
-        `and run again, or get past it on purpose: fluvio-postgres-sink skip --config <file> --offset ${unit.from} ` +
-        `--reason "<why>" --yes (audited), or set parameters.on_error: dead_letter`,
+        `${tables.length > 0 ? `, ${tables.length === 1 ? "table" : "tables"} ${tables.join(", ")}` : ""}) ` +
+        `failed: ${detail.replace(/\.$/, "")}. ` +
+        // No parentheses past the error: row-value scrubbing reads up to the last one.
+        `Applied nothing; the stored offset stays ${storedOffset}. Fix the cause, e.g. the target table, ` +
+        `and run again; or get past it on purpose, audited: fluvio-postgres-sink skip --config <file> --offset ${unit.from} ` +
+        `--reason "<why>" --yes; or set parameters.on_error: dead_letter`,
       options,
     );
   }
