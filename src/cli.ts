@@ -4,7 +4,7 @@ import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type pg from "pg";
 import { parseConnectorConfig, type SinkConfig } from "./config.js";
-import { actor } from "./dead-letter.js";
+import { actor, pendingDeadLetters } from "./dead-letter.js";
 import { asError, ConfigError } from "./errors.js";
 import { jsonLogger, redact } from "./log.js";
 import { formatLsn } from "./lsn.js";
@@ -79,6 +79,7 @@ async function status(config: SinkConfig): Promise<Record<string, unknown>> {
       last_error: health?.lastError ?? null,
       last_error_at: health?.lastErrorAt?.toISOString() ?? null,
       consecutive_failures: health?.consecutiveFailures ?? 0,
+      dead_letters_pending: await pendingDeadLetters(client, config.stateSchema, key),
       batch_limit: stored?.batchLimit ?? null,
       max_records: config.maxRecords,
       updated_at: stored?.updatedAt?.toISOString() ?? null,

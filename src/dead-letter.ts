@@ -197,6 +197,21 @@ export async function listDeadLetters(
   return r.rows.map(fromRow);
 }
 
+/** Dead letters of this partition not replayed yet. */
+export async function pendingDeadLetters(
+  client: pg.ClientBase,
+  schema: string,
+  key: PartitionKey,
+): Promise<number> {
+  if (!(await exists(client, schema))) return 0;
+  const r = await client.query(
+    `SELECT count(*)::int AS n FROM ${qualified(schema, DEAD_LETTER)}
+      WHERE connector = $1 AND topic = $2 AND partition = $3 AND replayed_at IS NULL`,
+    [key.connector, key.topic, key.partition],
+  );
+  return r.rows[0].n as number;
+}
+
 /** One dead letter of this partition, locked for the caller's transaction; null when there is none. */
 export async function lockDeadLetter(
   client: pg.ClientBase,

@@ -176,15 +176,10 @@ for (const kind of ["check", "junk"] as Poison[])
 
         const file = configFile(p, max, "halt");
         const reason = "the row breaks the target's v_small";
-        const dry = await runCli([
-          "skip",
-          "--config",
-          file,
-          "--offset",
-          bad.from.toString(),
-          "--reason",
-          reason,
-        ]);
+        // At max_records 1 the failing batch is that transaction alone: skip's default, the stored offset.
+        const at = max === 1 ? [] : ["--offset", bad.from.toString()];
+        if (max === 1) assert.equal(storedBefore, bad.from.toString());
+        const dry = await runCli(["skip", "--config", file, ...at, "--reason", reason]);
         assert.equal(dry.code, 0, dry.stderr);
         const dryOut = JSON.parse(dry.stdout);
         assert.equal(dryOut.dry_run, true);
@@ -194,16 +189,7 @@ for (const kind of ["check", "junk"] as Poison[])
         );
         assert.equal(await storedOffset(p, p.config().name), storedBefore, "a dry run changes nothing");
 
-        const r = await runCli([
-          "skip",
-          "--config",
-          file,
-          "--offset",
-          bad.from.toString(),
-          "--reason",
-          reason,
-          "--yes",
-        ]);
+        const r = await runCli(["skip", "--config", file, ...at, "--reason", reason, "--yes"]);
         assert.equal(r.code, 0, r.stderr);
         const out = JSON.parse(r.stdout);
         assert.deepEqual(
@@ -269,6 +255,10 @@ for (const kind of ["check", "junk"] as Poison[])
           [[aside[0]?.id, bad.from.toString(), bad.to.toString(), bad.lsn, detail, null]],
         );
         const id = aside[0]?.id as string;
+        if (max === 7) {
+          const st = await runCli(["status", "--config", file]);
+          assert.equal(JSON.parse(st.stdout).dead_letters_pending, 1, st.stderr);
+        }
 
         // Not fixed yet: refused or failed, nothing applied, still pending.
         const early = await runCli(["replay", "--config", file, "--id", id]);
@@ -382,3 +372,18 @@ async function deadLetterCount(p: Pair): Promise<number> {
   if (r.rows[0].ok === 0) return 0;
   return Number((await p.target.query("SELECT count(*) AS n FROM fluvio_sink.dead_letter")).rows[0].n);
 }
+
+test("skip, dead-letters and replay: bad usage exits 2 before anything is read", async () => {
+  const cases: [string[], RegExp][] = [
+    [["replay", "--config", "x.yaml"], /replay needs --id N/],
+    [["replay", "--config", "x.yaml", "--id", "abc"], /replay needs --id N/],
+    [["skip", "--config", "x.yaml", "--offset", "1.5"], /--offset must be a record offset/],
+    [["dead-letters", "--config", "x.yaml", "--id", "1"], /--id is for replay/],
+    [["run", "--config", "x.yaml", "--reason", "x"], /--reason is for skip and replay/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await runCli(args);
+    assert.equal(r.code, 2, args.join(" "));
+    assert.match(r.stderr, message);
+  }
+});
