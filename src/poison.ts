@@ -84,7 +84,10 @@ export function isRecordFault(e: unknown): boolean {
   const code = sqlState(e);
   // 40: transaction rollback (serialization, deadlock); 53: insufficient resources; 55: object not
   // in prerequisite state (lock not available); 58, XX: system and internal errors; F0: config file.
-  return code === undefined || !/^(40|53|55|58|XX|F0)/.test(code);
+  // Without a SQLSTATE: the sink's own verdicts on records (decoding, planning, missing rows); any
+  // other error is a fault of the sink itself and must not set records aside.
+  if (code === undefined) return e instanceof SinkError;
+  return !/^(40|53|55|58|XX|F0)/.test(code);
 }
 
 /** JSON.parse quotes the start of the text it rejects: a row value. */

@@ -387,3 +387,54 @@ test("skip, dead-letters and replay: bad usage exits 2 before anything is read",
     assert.match(r.stderr, message);
   }
 });
+
+for (const max of SIZES)
+  test(`an undecodable record between transactions, in place of a BEGIN and in place of a COMMIT: what is set aside (max_records ${max})`, async () => {
+    const p = await makePair(server, `bounds${max}`);
+    try {
+      await p.sql("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)");
+      for (let id = 1; id <= 5; id++) await p.sql(`INSERT INTO t VALUES (${id}, ${id})`);
+      const lines = await p.wal_take_lines();
+      // Transactions by their lines: [begin, (relation), insert, commit].
+      const txns: string[][] = [];
+      for (const line of lines) {
+        if (decodeRecordFast(0n, line).kind === "begin") txns.push([]);
+        txns[txns.length - 1]?.push(line);
+      }
+      assert.equal(txns.length, 5, "five inserts (DDL is not in the stream)");
+      const lsnOf = (txn: string[]) => {
+        const ev = decodeRecordFast(0n, txn[0] as string);
+        return ev.kind === "begin" ? formatLsn(ev.finalLsn) : "";
+      };
+      const [t1, t2, t3, t4, t5] = txns as [string[], string[], string[], string[], string[]];
+      const out: string[] = [...t1];
+      const between = out.length;
+      out.push(JUNK, ...t2);
+      const noBegin = out.length;
+      out.push(JUNK, ...t3.slice(1));
+      const noCommitFrom = out.length;
+      out.push(...t4.slice(0, -1), JUNK);
+      const noCommitTo = out.length - 1;
+      out.push(...t5);
+      appendFileSync(p.topicFile, `${out.join("\n")}\n`);
+      p.records.push(...out);
+
+      const sums = await p.runUntilIdle({ maxRecords: max, onError: "dead_letter" });
+      const aside = sums.flatMap((s) => s.dead_lettered);
+      assert.deepEqual(
+        aside.map((d) => [d.from, d.to, d.lsn, d.error]),
+        [
+          // Alone: nothing around it is known to belong to it.
+          [String(between), String(between), null, junkDetail(BigInt(between))],
+          // It was the BEGIN: up to the COMMIT, whose LSN names the transaction.
+          [String(noBegin), String(noBegin + t3.length - 1), lsnOf(t3), junkDetail(BigInt(noBegin))],
+          // It was the COMMIT: from the BEGIN up to just before the next BEGIN.
+          [String(noCommitFrom), String(noCommitTo), lsnOf(t4), junkDetail(BigInt(noCommitTo))],
+        ],
+      );
+      assert.equal(await storedOffset(p, p.config().name), String(out.length));
+      assert.deepEqual(await rows(p.target, "t", []), await rows(p.source, "t", [3, 4]));
+    } finally {
+      await p.close();
+    }
+  });
