@@ -239,6 +239,9 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
   watchdog.unref();
   let source: Source | undefined;
   let loaded: SinkState | null = null;
+  // A first run cutting over from fluvio.offset: a failure must not leave a state row behind, or the
+  // next run would skip the cut-over (and its relation cache rebuild).
+  let cuttingOver = false;
   // Whether the run read records past the stored offset: if it fails, they are still to be applied.
   let readPending = false;
   let lockCappedByDeadline = false;
@@ -280,6 +283,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       legacy = await loadLegacyOffset(client);
       state = emptyState(legacy === null ? 0n : legacy + 1n);
       if (legacy !== null) {
+        cuttingOver = true;
         // The Rust sink applied record by record, so it may have stopped inside a transaction.
         state.inTransaction = true;
         log.info("no state yet: starting after the original connector's offset in fluvio.offset", {
@@ -532,7 +536,9 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     const message = hideRowValues(redact(asError(e).message)).slice(0, 2000);
     const failures = connectionGone
       ? null
-      : await recordFailure(client, config.stateSchema, key, loaded, message).catch(() => null);
+      : await recordFailure(client, config.stateSchema, key, cuttingOver ? null : loaded, message).catch(
+          () => null,
+        );
     const pending = readPending || caught instanceof RecordError;
     const behind = pending ? (loaded?.lastCommitTime ?? null) : null;
     deps.onFailure?.({
