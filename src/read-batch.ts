@@ -179,6 +179,10 @@ export async function readBatch(
       const previous = prev;
       prev = rec;
       let ev: Event;
+      if (rec.invalid) {
+        startPoison(rec, rec.invalid);
+        continue;
+      }
       try {
         ev = decodeRecordFast(rec.offset, rec.value);
       } catch (e) {

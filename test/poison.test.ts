@@ -438,3 +438,59 @@ for (const max of SIZES)
       await p.close();
     }
   });
+
+for (const max of SIZES)
+  test(`invalid UTF-8 in a record: its transaction is a dead letter, replayed once the record is corrected (max_records ${max})`, async () => {
+    const p = await makePair(server, `utf${max}`);
+    try {
+      await p.sql("CREATE TABLE w (id int PRIMARY KEY, s text)");
+      for (const [id, s] of [
+        [1, "a"],
+        [2, "é"],
+        [3, "c"],
+      ])
+        await p.sql("INSERT INTO w VALUES ($1, $2)", [id, s]);
+      const lines = await p.wal_take_lines();
+      const at = lines.findIndex((l) => l.includes("é"));
+      const bad = txnInserting(lines, "2");
+      const bytes = Buffer.from(`${lines.join("\n")}\n`);
+      const lineStart = Buffer.byteLength(
+        lines
+          .slice(0, at)
+          .map((l) => `${l}\n`)
+          .join(""),
+      );
+      // A lone 0xFF where the é's first byte was.
+      bytes[bytes.indexOf(Buffer.from("é"), lineStart)] = 0xff;
+      appendFileSync(p.topicFile, bytes);
+      p.records.push(...lines);
+
+      const sums = await p.runUntilIdle({ maxRecords: max, onError: "dead_letter" });
+      const aside = sums.flatMap((s) => s.dead_lettered);
+      assert.deepEqual(
+        aside.map((d) => [d.from, d.to, d.lsn, d.error]),
+        [
+          [
+            String(bad.from),
+            String(bad.to),
+            bad.lsn,
+            `record at offset ${at}: not valid UTF-8 (in ${p.topicFile})`,
+          ],
+        ],
+      );
+      assert.deepEqual(await rows(p.target, "w", []), await rows(p.source, "w", [2]));
+
+      // The stored text has U+FFFD for the invalid bytes; corrected, the replay applies it.
+      const id = aside[0]?.id as string;
+      const fixed = await p.target.query(
+        "UPDATE fluvio_sink.dead_letter SET records[$1] = $2 WHERE id = $3 AND records[$1] <> $2 RETURNING id",
+        [at - Number(bad.from) + 1, lines[at], id],
+      );
+      assert.equal(fixed.rowCount, 1);
+      const r = await runCli(["replay", "--config", configFile(p, max, "dead_letter"), "--id", id]);
+      assert.equal(r.code, 0, r.stderr);
+      await assertSameTables(p, ["w"]);
+    } finally {
+      await p.close();
+    }
+  });

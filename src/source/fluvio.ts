@@ -242,17 +242,20 @@ export class FluvioSource implements Source {
       if (r.done || !r.value)
         throw new SinkError(`${this.where()}: the stream ended at offset ${offset}, before the end ${b.end}`);
       let value: string;
+      let invalid: RecordError | undefined;
       try {
         value = this.decoder.decode(r.value.value());
       } catch {
-        throw new RecordError(offset, `not valid UTF-8 (in ${this.where()})`);
+        // Handed on, flagged: it belongs to a source transaction that poison handling sets aside.
+        value = new TextDecoder("utf-8", { ignoreBOM: true }).decode(r.value.value());
+        invalid = new RecordError(offset, `not valid UTF-8 (in ${this.where()})`);
       }
       if (opts.unverified) {
         await this.checkPosition(offset, r.value.value(), b.end);
         opts = { ...opts, unverified: false };
       }
       // One at a time: the client hands over one record per call.
-      yield [lost ? { offset, value, lost } : { offset, value }];
+      yield [{ offset, value, ...(lost && { lost }), ...(invalid && { invalid }) }];
       lost = undefined;
     }
   }
