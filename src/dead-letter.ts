@@ -2,6 +2,7 @@ import { userInfo } from "node:os";
 import type pg from "pg";
 import { qualified, quoteIdent } from "./apply/sql.js";
 import type { Relation } from "./events/types.js";
+import { formatLsn } from "./lsn.js";
 import type { SetAside } from "./poison.js";
 import type { PartitionKey } from "./state.js";
 
@@ -73,8 +74,7 @@ export function actor(): string {
   }
 }
 
-const lsnParam = (lsn: bigint | null) =>
-  lsn === null ? null : `${(lsn >> 32n).toString(16)}/${(lsn & 0xffffffffn).toString(16)}`;
+const lsnParam = (lsn: bigint | null) => (lsn === null ? null : formatLsn(lsn));
 
 /** Stores a failed source transaction's records and error; returns its id. */
 export async function insertDeadLetter(

@@ -5,7 +5,7 @@ import { executePlan } from "./apply/execute.js";
 import { tableOf } from "./apply/model.js";
 import { plan } from "./apply/plan.js";
 import { enterReplicaRole } from "./apply/role.js";
-import type { SinkConfig } from "./config.js";
+import { parseLsn, type SinkConfig } from "./config.js";
 import {
   type DeadLetter,
   insertAudit,
@@ -156,7 +156,7 @@ export async function replayDeadLetter(
       action: "replay",
       from: dl.from,
       to: dl.to,
-      lsn: null,
+      lsn: dl.lsn === null ? null : parseLsn(dl.lsn),
       deadLetterId: id,
       reason: who.reason,
       actor: who.actor,

@@ -494,3 +494,50 @@ for (const max of SIZES)
       await p.close();
     }
   });
+
+for (const max of SIZES)
+  test(`a dead-lettered transaction's relation message is still followed: later transactions decode against it (max_records ${max})`, async () => {
+    const p = await makePair(server, `schema${max}`);
+    try {
+      await p.sql("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)");
+      await p.sql("INSERT INTO t VALUES (1, 1)");
+      await syncAndCompare(p, ["t"]);
+      await p.target.query("ALTER TABLE t ADD CONSTRAINT v_small CHECK (v < 100)");
+      // One capture: u's relation message comes once, inside the failing transaction.
+      await p.sql("CREATE TABLE u (id int PRIMARY KEY, note text)");
+      await p.sql("BEGIN; INSERT INTO u VALUES (1, 'first'); INSERT INTO t VALUES (10, 500); COMMIT");
+      await p.sql("INSERT INTO u VALUES (2, 'later')");
+      await p.sql("INSERT INTO t VALUES (2, 2)");
+      await p.capture();
+      const bad = txnInserting(p.records, "10");
+      const relationsAt = p.records.flatMap((l, i) => {
+        const ev = decodeRecordFast(BigInt(i), l);
+        return ev.kind === "relation" && ev.relation.name === "u" ? [BigInt(i)] : [];
+      });
+      assert.equal(relationsAt.length, 1);
+      assert.ok((relationsAt[0] as bigint) > bad.from && (relationsAt[0] as bigint) < bad.to);
+
+      const sums = await p.runUntilIdle({ maxRecords: max, onError: "dead_letter" });
+      const aside = sums.flatMap((s) => s.dead_lettered);
+      assert.deepEqual(
+        aside.map((d) => [d.from, d.to]),
+        [[String(bad.from), String(bad.to)]],
+      );
+      // The table u was created from the set-aside relation message, and its later row applied.
+      assert.deepEqual(await rows(p.target, "t", []), await rows(p.source, "t", [10]));
+      assert.deepEqual(await rows(p.target, "u", []), ["(2,later)"]);
+
+      await p.target.query("ALTER TABLE t DROP CONSTRAINT v_small");
+      const r = await runCli([
+        "replay",
+        "--config",
+        configFile(p, max, "dead_letter"),
+        "--id",
+        aside[0]?.id as string,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      await assertSameTables(p, ["t", "u"]);
+    } finally {
+      await p.close();
+    }
+  });
