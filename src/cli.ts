@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import type pg from "pg";
 import { parseConnectorConfig, type SinkConfig } from "./config.js";
 import { actor, pendingDeadLetters } from "./dead-letter.js";
-import { asError, ConfigError } from "./errors.js";
+import { asError, ConfigError, SinkError } from "./errors.js";
 import { jsonLogger, redact } from "./log.js";
 import { formatLsn } from "./lsn.js";
 import { deadLetterList, replayDeadLetter } from "./replay.js";
@@ -141,8 +141,8 @@ export async function main(argv: string[]): Promise<number> {
     let out: unknown;
     if (command === "run") out = await runOnce(config, { log });
     else if (command === "status") out = await status(config);
-    else if (command === "skip")
-      out = await runOnce(config, {
+    else if (command === "skip") {
+      const summary = await runOnce(config, {
         log,
         skip: {
           offset: typeof offset === "string" ? BigInt(offset) : null,
@@ -151,7 +151,12 @@ export async function main(argv: string[]): Promise<number> {
           dryRun: parsed.values.yes !== true,
         },
       });
-    else
+      if (summary.status === "locked")
+        throw new SinkError(
+          "another run is applying this partition: skipped nothing; try again when it ends",
+        );
+      out = summary;
+    } else
       out = await withTarget(config, (client) =>
         command === "dead-letters"
           ? deadLetterList(client, config)
