@@ -147,8 +147,10 @@ export async function readBatch(
         inTxn = false;
         startsInside = false;
         open = [];
+        // An undecodable run cut off by the gap ends with it: nothing after the gap belongs to it.
+        poison = null;
         expected = rec.offset;
-        if (events.length === 0) {
+        if (events.length === 0 && poisoned.length === 0) {
           nextOffset = rec.offset;
           resumePosition = null;
           lastRecordSha256 = null;
