@@ -541,3 +541,33 @@ for (const max of SIZES)
       await p.close();
     }
   });
+
+test("replay refuses, changing nothing, when a table its records need has changed since", async () => {
+  const { p, bad } = await prepare("check", "refuse");
+  try {
+    const sums = await p.runUntilIdle({ maxRecords: 7, onError: "dead_letter" });
+    const id = sums.flatMap((s) => s.dead_lettered)[0]?.id as string;
+    await p.sql("ALTER TABLE t ADD COLUMN extra int");
+    await p.sql("INSERT INTO t VALUES (30, 3, 7)");
+    await p.capture();
+    await p.runUntilIdle({ onError: "dead_letter" });
+    await p.target.query("ALTER TABLE t DROP CONSTRAINT v_small");
+    const before = await rows(p.target, "t", []);
+
+    const r = await runCli(["replay", "--config", configFile(p, 7, "dead_letter"), "--id", id]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(
+      JSON.parse(r.stdout).error,
+      `dead letter ${id} (offsets ${bad.from}..${bad.to}) cannot be replayed: its records were written against ` +
+        "public.t (id, v), which the sink now knows as public.t (id, v, extra). The table changed since; " +
+        "replayed nothing. Apply its changes by hand (the records column holds them).",
+    );
+    assert.deepEqual(await rows(p.target, "t", []), before);
+    const listed = JSON.parse(
+      (await runCli(["dead-letters", "--config", configFile(p, 7, "dead_letter")])).stdout,
+    );
+    assert.equal(listed.pending, 1);
+  } finally {
+    await p.close();
+  }
+});
