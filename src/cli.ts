@@ -3,28 +3,40 @@ import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import type pg from "pg";
 import { readBudgetBytes } from "./budget.js";
 import type { SinkConfig } from "./config.js";
 import { parseConnectorConfig } from "./config-file.js";
-import { asError, ConfigError } from "./errors.js";
+import { actor, pendingDeadLetters } from "./dead-letter.js";
+import { asError, ConfigError, SinkError } from "./errors.js";
 import { jsonLogger, redact } from "./log.js";
 import { formatLsn } from "./lsn.js";
+import { deadLetterList, replayDeadLetter } from "./replay.js";
 import { safeText } from "./row-values.js";
 import { connectTarget, defaultOpenSource, runOnce } from "./run.js";
 import { commitTimeIso, loadStatus, secondsSince } from "./state.js";
 import { estimateThroughput } from "./throughput.js";
 
-const USAGE = `usage: fluvio-postgres-sink <command> --config <connector.yaml>
+const USAGE = `usage: fluvio-postgres-sink <command> --config <connector.yaml> [options]
 
 commands:
-  run      apply one bounded batch of records to the target, print a JSON summary on stdout
-  status   print the stored state (offset, last commit, last success and error), the source's end
-           and the lag; the stored state even when the source cannot be reached
-  help     print this text (also -h, --help)
-  version  print the version (also -V, --version)
+  run           apply one bounded batch of records to the target, print a JSON summary on stdout
+  status        print the stored state (offset, last commit, last success and error), the source's end
+                and the lag; the stored state even when the source cannot be reached
+  skip          move past the source transaction at the stored offset (or at --offset N, applying the
+                transactions before it) on purpose, leaving an audit row; without --yes only shows
+                what it would skip. Options: --offset N, --reason TEXT, --yes
+  dead-letters  list the source transactions set aside (on_error: dead_letter)
+  replay        apply dead letter --id N once its cause is fixed, marking it replayed (audited).
+                Options: --id N (required), --reason TEXT
+  help          print this text (also -h, --help)
+  version       print the version (also -V, --version)
 
-Logs go to stderr as JSON lines. Exit status: 0 done (or another run holds the partition),
-1 the run failed and applied nothing, 2 bad usage or configuration.`;
+Every command prints one JSON object on stdout. Logs go to stderr as JSON lines. Exit status: 0 done
+(or another run holds the partition), 1 the command failed and changed nothing, 2 bad usage or
+configuration.`;
+
+const COMMANDS = new Set(["run", "status", "skip", "dead-letters", "replay"]);
 
 /** package.json sits one level above both src/cli.ts and the bundled dist/cli.mjs. */
 function version(): string {
@@ -87,6 +99,7 @@ async function status(config: SinkConfig): Promise<Record<string, unknown>> {
       last_error: health?.lastError ?? null,
       last_error_at: health?.lastErrorAt?.toISOString() ?? null,
       consecutive_failures: health?.consecutiveFailures ?? 0,
+      dead_letters_pending: await pendingDeadLetters(client, config.stateSchema, key),
       batch_limit: stored?.batchLimit ?? null,
       max_records: config.maxRecords,
       memory_budget_mb: config.memoryBudgetMb,
@@ -115,6 +128,10 @@ export async function main(argv: string[]): Promise<number> {
         config: { type: "string", short: "c" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
+        offset: { type: "string" },
+        reason: { type: "string" },
+        yes: { type: "boolean" },
+        id: { type: "string" },
       },
     });
   } catch (e) {
@@ -130,13 +147,19 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return parsed.values.help || command ? 0 : 2;
   }
-  if (command !== "run" && command !== "status") {
+  if (!COMMANDS.has(command)) {
     process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
     return 2;
   }
   const configPath = parsed.values.config;
   if (typeof configPath !== "string") {
     process.stderr.write(`--config <connector.yaml> is required\n${USAGE}\n`);
+    return 2;
+  }
+  const { offset, id, reason } = parsed.values;
+  const usage = usageProblem(command, { offset, id, reason });
+  if (usage) {
+    process.stderr.write(`${usage}\n${USAGE}\n`);
     return 2;
   }
   let config: SinkConfig;
@@ -147,14 +170,70 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    const out = command === "run" ? await runOnce(config, { log }) : await status(config);
+    let out: unknown;
+    if (command === "run") out = await runOnce(config, { log });
+    else if (command === "status") out = await status(config);
+    else if (command === "skip") {
+      const summary = await runOnce(config, {
+        log,
+        skip: {
+          offset: typeof offset === "string" ? BigInt(offset) : null,
+          reason: typeof reason === "string" ? reason : null,
+          actor: actor(),
+          dryRun: parsed.values.yes !== true,
+        },
+      });
+      if (summary.status === "locked")
+        throw new SinkError(
+          "another run is applying this partition: skipped nothing; try again when it ends",
+        );
+      out = summary;
+    } else
+      out = await withTarget(config, (client) =>
+        command === "dead-letters"
+          ? deadLetterList(client, config)
+          : replayDeadLetter(
+              client,
+              config,
+              id as string,
+              { actor: actor(), reason: typeof reason === "string" ? reason : null },
+              log,
+            ),
+      );
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return 0;
   } catch (e) {
     const err = asError(e);
-    log.error(safeText(redact(err.message)), { error: err.name });
+    const message = safeText(redact(err.message));
+    log.error(message, { error: err.name });
+    if (command !== "run" && command !== "status")
+      process.stdout.write(`${JSON.stringify({ status: "failed", error: message })}\n`);
     // A URL that only turns out unusable when connecting is still a configuration problem.
     return err instanceof ConfigError ? 2 : 1;
+  }
+}
+
+/** What is wrong with the options for this command, or null. */
+function usageProblem(
+  command: string,
+  o: { offset?: unknown; id?: unknown; reason?: unknown },
+): string | null {
+  const isNumber = (v: unknown) => typeof v === "string" && /^\d{1,19}$/.test(v);
+  if (o.offset !== undefined && (command !== "skip" || !isNumber(o.offset)))
+    return command === "skip" ? "--offset must be a record offset (a whole number)" : "--offset is for skip";
+  if (o.reason !== undefined && command !== "skip" && command !== "replay")
+    return "--reason is for skip and replay";
+  if (command === "replay" && !isNumber(o.id)) return "replay needs --id N (a dead letter's id)";
+  if (command !== "replay" && o.id !== undefined) return "--id is for replay";
+  return null;
+}
+
+async function withTarget<T>(config: SinkConfig, f: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = await connectTarget(config);
+  try {
+    return await f(client);
+  } finally {
+    await client.end().catch(() => {});
   }
 }
 

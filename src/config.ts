@@ -51,6 +51,8 @@ export interface SinkConfig {
    * (a config built in code): taken from the URL alone, see tlsOfUrl.
    */
   tls?: TargetTls;
+  /** A source transaction that fails on its own: halt the run, or set it aside in the dead-letter table. */
+  onError: "halt" | "dead_letter";
 }
 
 export const DEFAULTS = {
@@ -73,6 +75,7 @@ export const DEFAULTS = {
   onLostRecords: "error" as const,
   startLsn: null,
   onConflict: "error" as const,
+  onError: "halt" as const,
 };
 
 const PARAMETERS = [
@@ -99,6 +102,7 @@ const PARAMETERS = [
   "on_conflict",
   "ssl_mode",
   "ssl_root_cert",
+  "on_error",
 ];
 
 /** A run with less time than this does not start (see runOnce). */
@@ -142,6 +146,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   ON_CONFLICT: "parameters.on_conflict",
   FLUVIO_PG_SSL_MODE: "parameters.ssl_mode",
   FLUVIO_PG_SSL_ROOT_CERT: "parameters.ssl_root_cert",
+  ON_ERROR: "parameters.on_error",
 };
 
 /** An LSN in PostgreSQL's X/Y form (two hex halves) or as a decimal number; null when it is neither. */
@@ -365,6 +370,10 @@ export function validateConnectorConfig(
   const tls =
     databaseUrl === undefined ? null : tlsSettings(databaseUrl, p, secret, env, opts.baseDir, problems);
 
+  const onError = p.on_error ?? DEFAULTS.onError;
+  if (onError !== "halt" && onError !== "dead_letter")
+    problems.push(`parameters.on_error must be "halt" or "dead_letter"`);
+
   if (problems.length > 0) throw new ConfigError(`${origin}: ${problems.join("; ")}`);
   return {
     name: name as string,
@@ -390,6 +399,7 @@ export function validateConnectorConfig(
     startLsn,
     onConflict: onConflict as "error" | "upsert",
     tls: tls as TargetTls,
+    onError: onError as "halt" | "dead_letter",
   };
 }
 

@@ -4,7 +4,7 @@ import { DeadlineError, RecordError, SinkError } from "./errors.js";
 import { decodeRecordFast } from "./events/fast-decode.js";
 import type { BeginEvent, Event } from "./events/types.js";
 import type { Logger } from "./log.js";
-import type { Source } from "./source/source.js";
+import type { Source, SourceRecord } from "./source/source.js";
 import type { AwaitedResend, SinkState } from "./state.js";
 import type { StopReason } from "./throughput.js";
 
@@ -25,6 +25,43 @@ export interface Batch {
   /** A single source transaction larger than the memory budget was read whole. */
   bytesExceeded: boolean;
   stoppedBy: StopReason;
+  /** The records read from `start` on, in offset order: a set-aside transaction keeps their text. */
+  records: SourceRecord[];
+  /** Runs of records around ones that cannot be decoded, in offset order (not in `events`). */
+  poisoned: PoisonedUnit[];
+}
+
+/**
+ * A source transaction with a record that cannot be decoded (not JSON, a bad shape, invalid UTF-8),
+ * or such a record between transactions. A record whose own kind is unknown may have been a BEGIN
+ * or a COMMIT, so the unit is bounded by what can be known: it starts at the BEGIN of the
+ * transaction open at the bad record (or at the bad record itself between transactions) and ends at
+ * the next decodable COMMIT (inclusive) or just before the next decodable BEGIN.
+ */
+export interface PoisonedUnit {
+  from: bigint;
+  to: bigint;
+  finalLsn: bigint | null;
+  commitLsn: bigint | null;
+  /** The unit's records that did decode, in order (its schema messages still count). */
+  events: Event[];
+  /** The first record's error. */
+  error: RecordError;
+}
+
+/** The records of `batch` with offsets from..to, by binary search (offsets ascend, maybe with gaps). */
+export function recordsBetween(records: SourceRecord[], from: bigint, to: bigint): SourceRecord[] {
+  let lo = 0;
+  let hi = records.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((records[mid] as SourceRecord).offset < from) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: SourceRecord[] = [];
+  for (let i = lo; i < records.length && (records[i] as SourceRecord).offset <= to; i++)
+    out.push(records[i] as SourceRecord);
+  return out;
 }
 
 export function recordSha256(value: string): string {
@@ -89,6 +126,36 @@ export async function readBatch(
   let bytesExceeded = false;
   let bytes = 0;
   let stoppedBy: StopReason = "end";
+  const records: SourceRecord[] = [];
+  const poisoned: PoisonedUnit[] = [];
+  let poison: Omit<PoisonedUnit, "to"> | null = null;
+  let prev: SourceRecord | null = null;
+  /** Everything up to `rec` is read: the batch may end after it. */
+  const endAfter = (rec: SourceRecord) => {
+    nextOffset = rec.offset + 1n;
+    resumePosition = rec.end === undefined ? null : BigInt(rec.end);
+    lastValue = rec.value;
+    awaitedAtNext = awaited;
+  };
+  const startPoison = (rec: SourceRecord, error: RecordError) => {
+    if (poison) return;
+    const first = open[0];
+    poison = {
+      from: inTxn && first ? first.offset : rec.offset,
+      finalLsn: inTxn && first?.kind === "begin" ? first.finalLsn : null,
+      commitLsn: null,
+      events: inTxn ? open : [],
+      error,
+    };
+    open = [];
+    inTxn = false;
+  };
+  const closePoison = (last: SourceRecord) => {
+    const p = poison as Omit<PoisonedUnit, "to">;
+    poisoned.push({ ...p, to: last.offset });
+    poison = null;
+    endAfter(last);
+  };
   reading: for await (const run of source.read(from, { hint, unverified: !verify }))
     for (const rec of run) {
       if (rec.lost) {
@@ -97,8 +164,10 @@ export async function readBatch(
         inTxn = false;
         startsInside = false;
         open = [];
+        // An undecodable run cut off by the gap ends with it: nothing after the gap belongs to it.
+        poison = null;
         expected = rec.offset;
-        if (events.length === 0) {
+        if (events.length === 0 && poisoned.length === 0) {
           nextOffset = rec.offset;
           resumePosition = null;
           lastRecordSha256 = null;
@@ -129,11 +198,51 @@ export async function readBatch(
       bytesRead += rec.value.length;
       // The batch must fit the memory budget: the transaction that would overflow it waits for the
       // next run (read again then), unless it is the first, which is read whole.
-      if (bytesRead > readBytes && events.length > 0) {
+      if (bytesRead > readBytes && (events.length > 0 || poisoned.length > 0)) {
         stoppedBy = "memory";
         break reading;
       }
-      const ev = decodeRecordFast(rec.offset, rec.value);
+      records.push(rec);
+      const previous = prev;
+      prev = rec;
+      let ev: Event;
+      if (rec.invalid) {
+        startPoison(rec, rec.invalid);
+        continue;
+      }
+      try {
+        ev = decodeRecordFast(rec.offset, rec.value);
+      } catch (e) {
+        if (!(e instanceof RecordError)) throw e;
+        startPoison(rec, e);
+        continue;
+      }
+      if (poison !== null) {
+        const p = poison as Omit<PoisonedUnit, "to">;
+        if (ev.kind === "begin") closePoison(previous as SourceRecord);
+        else {
+          p.events.push(ev);
+          if (ev.kind === "commit") {
+            p.commitLsn = ev.commitLsn;
+            if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
+            bytes = bytesRead;
+            closePoison(rec);
+            if (limit !== null && nextOffset - start >= limit) {
+              stoppedBy = "max_records";
+              break reading;
+            }
+            if (bytesRead >= readBytes) {
+              stoppedBy = "memory";
+              break reading;
+            }
+            if (readUntil !== null && Date.now() >= readUntil) {
+              stoppedBy = "time";
+              break reading;
+            }
+          }
+          continue;
+        }
+      }
       if (ev.kind === "begin") {
         if (open.length > 0) {
           const dropped = open[0] as Event;
@@ -165,8 +274,14 @@ export async function readBatch(
         open = [ev];
         inTxn = true;
       } else {
-        if (!inTxn)
-          throw new RecordError(rec.offset, `${ev.kind} outside a source transaction (no begin before it)`);
+        if (!inTxn) {
+          startPoison(
+            rec,
+            new RecordError(rec.offset, `${ev.kind} outside a source transaction (no begin before it)`),
+          );
+          (poison as Omit<PoisonedUnit, "to"> | null)?.events.push(ev);
+          continue;
+        }
         open.push(ev);
       }
       if (ev.kind === "commit") {
@@ -179,10 +294,7 @@ export async function readBatch(
         open = [];
         inTxn = false;
         if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
-        nextOffset = rec.offset + 1n;
-        resumePosition = rec.end === undefined ? null : BigInt(rec.end);
-        lastValue = rec.value;
-        awaitedAtNext = awaited;
+        endAfter(rec);
         if (limit !== null && nextOffset - start >= limit) {
           stoppedBy = "max_records";
           break reading;
@@ -203,10 +315,7 @@ export async function readBatch(
         );
         for (const e of open) events.push(e);
         open = [];
-        nextOffset = rec.offset + 1n;
-        resumePosition = rec.end === undefined ? null : BigInt(rec.end);
-        lastValue = rec.value;
-        awaitedAtNext = awaited;
+        endAfter(rec);
         partial = true;
         bytes = bytesRead;
         stoppedBy = "transaction";
@@ -230,6 +339,9 @@ export async function readBatch(
     bytes,
     bytesExceeded,
     stoppedBy,
+    records,
+    // A unit still open at the end waits for its end: the next run reads it again.
+    poisoned,
   };
 }
 

@@ -7,11 +7,21 @@ import { type Plan, type PlanState, plan } from "./apply/plan.js";
 import { type ApplyMode, enterReplicaRole, isOrderSensitiveViolation } from "./apply/role.js";
 import { readBudgetBytes } from "./budget.js";
 import type { SinkConfig } from "./config.js";
+import { insertAudit, insertDeadLetter } from "./dead-letter.js";
 import { asError, DeadlineError, RecordError, sqlState } from "./errors.js";
 import type { Event, Relation } from "./events/types.js";
 import { failpoint, pausepoint } from "./failpoint.js";
 import { type Logger, redact } from "./log.js";
-import { readBatch } from "./read-batch.js";
+import { formatLsn } from "./lsn.js";
+import {
+  applyUnitByUnit,
+  failureText,
+  isRecordFault,
+  type NarrowResult,
+  type SetAside,
+  splitUnits,
+} from "./poison.js";
+import { type Batch, readBatch, recordSha256, recordsBetween } from "./read-batch.js";
 import { hideRowValues, scrubError } from "./row-values.js";
 import { FileSource } from "./source/file.js";
 import { FluvioSource } from "./source/fluvio.js";
@@ -84,7 +94,27 @@ export interface RunSummary {
   schedule_outrun: boolean;
   /** The run ended inside a source transaction too large for one run (max_transaction_records). */
   partial_transaction: boolean;
+  /** The batch failed and was applied again source transaction by source transaction (poison records). */
+  narrowed: boolean;
+  /** Source transactions set aside in the dead-letter table (on_error: dead_letter). */
+  dead_letters: number;
+  dead_lettered: SetAsideSummary[];
+  /** The transaction `skip` moved past on purpose, or null. */
+  skipped: SetAsideSummary | null;
+  /** skip without --yes: what would be skipped; nothing was committed. */
+  dry_run?: boolean;
   duration_ms: number;
+}
+
+/** A source transaction the run did not apply, for the summary. */
+export interface SetAsideSummary {
+  /** Dead letter id or audit id. */
+  id: string;
+  from: string;
+  to: string;
+  lsn: string | null;
+  tables: string[];
+  error: string | null;
 }
 
 export interface RunDeps {
@@ -102,6 +132,11 @@ export interface RunDeps {
   deadline?: number;
   /** Told what is known about a run that fails, before its error is thrown (for metrics). */
   onFailure?: (failure: RunFailure) => void;
+  /**
+   * The `skip` command: the source transaction starting at `offset` (null: the stored offset) is
+   * set aside on purpose with an audit row, and the run ends after it.
+   */
+  skip?: { offset: bigint | null; reason: string | null; actor: string; dryRun: boolean };
 }
 
 /** What a failed run knows about the partition's health. */
@@ -217,6 +252,10 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     time_to_catch_up: null,
     schedule_outrun: false,
     partial_transaction: false,
+    narrowed: false,
+    dead_letters: 0,
+    dead_lettered: [],
+    skipped: null,
     duration_ms: 0,
   };
   const deadline = Math.min(deps.deadline ?? Number.POSITIVE_INFINITY, started + config.runTimeoutMs);
@@ -332,7 +371,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
         : `offset ${start} (nothing read)`;
     const relations: Relation[] = [];
     const types = new Map(state.types);
-    for (const ev of batch.events) {
+    for (const ev of [...batch.events, ...batch.poisoned.flatMap((p) => p.events)]) {
       if (ev.kind === "relation") relations.push(ev.relation);
       else if (ev.kind === "type") types.set(ev.id, { namespace: ev.namespace, name: ev.name });
     }
@@ -356,70 +395,124 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       foreignKeyOrder: mode === "ordered",
     };
     const warn = (msg: string, fields: Record<string, unknown>) => log.warn(msg, fields);
-    // The exact-order fallback rolls back to here: nothing of the batch, the lock and state kept.
+    // The exact-order fallback and narrowing roll back to here: nothing of the batch, the lock and state kept.
     await client.query("SAVEPOINT fps_batch");
-    let planned: Plan = plan(
-      batch.events,
-      planState,
-      idle ? { tables: new Map(), types: new Map() } : await loadCatalog(client, relations, types, owned),
-      options,
-    );
-    let executed: ExecuteResult;
-    if (planned.needsExactOrder) {
-      log.info(
-        "the target's ON DELETE actions could reach rows this batch re-parents: applying it change by change, in source order",
-        { from: start.toString(), to: (batch.nextOffset - 1n).toString() },
+    const applyWhole = async (): Promise<{ planned: Plan; executed: ExecuteResult }> => {
+      let planned: Plan = plan(
+        batch.events,
+        planState,
+        idle ? { tables: new Map(), types: new Map() } : await loadCatalog(client, relations, types, owned),
+        options,
       );
-      planned = plan(batch.events, planState, await loadCatalog(client, relations, types, owned), {
-        ...options,
-        exact: true,
+      let executed: ExecuteResult;
+      if (planned.needsExactOrder) {
+        log.info(
+          "the target's ON DELETE actions could reach rows this batch re-parents: applying it change by change, in source order",
+          { from: start.toString(), to: (batch.nextOffset - 1n).toString() },
+        );
+        planned = plan(batch.events, planState, await loadCatalog(client, relations, types, owned), {
+          ...options,
+          exact: true,
+        });
+        summary.exact_order = true;
+      }
+      try {
+        executed = await executePlan(client, planned.steps, config.missingRows, warn);
+      } catch (e) {
+        if (!isOrderSensitiveViolation(e) || summary.exact_order) throw e;
+        log.warn(
+          "a set-wise statement tripped a constraint the source order kept: applying this batch again change by change, in source order",
+          {
+            error: hideRowValues((e as Error).message),
+            from: start.toString(),
+            to: (batch.nextOffset - 1n).toString(),
+          },
+        );
+        await client.query("ROLLBACK TO SAVEPOINT fps_batch");
+        // The catalog is read again: the rolled-back plan's DDL changed the planner's snapshot.
+        const catalog = await loadCatalog(client, relations, types, owned);
+        planned = plan(batch.events, planState, catalog, { ...options, exact: true });
+        executed = await executePlan(client, planned.steps, config.missingRows, warn);
+        summary.exact_order = true;
+      }
+      // Deferred constraints would trip at COMMIT, where the batch can no longer be narrowed.
+      await client.query("SET CONSTRAINTS ALL IMMEDIATE");
+      return { planned, executed };
+    };
+    const skipAt = deps.skip ? (deps.skip.offset ?? start) : null;
+    const recordFault = (e: unknown) =>
+      lost === null && !deadlinePassed && !/Query read timeout/.test(asError(e).message) && isRecordFault(e);
+    let whole: { planned: Plan; executed: ExecuteResult } | null = null;
+    if (batch.poisoned.length === 0 && skipAt === null) {
+      try {
+        whole = await applyWhole();
+      } catch (e) {
+        if (!recordFault(e)) throw e;
+        log.warn(
+          "the batch failed: applying it again source transaction by source transaction to find the one at fault",
+          {
+            error: failureText(e),
+            from: start.toString(),
+            to: (batch.nextOffset - 1n).toString(),
+          },
+        );
+        await client.query("ROLLBACK TO SAVEPOINT fps_batch");
+      }
+    }
+    let applied: Pick<NarrowResult, "state" | "stats" | "executed" | "warnings" | "stoppedAfter">;
+    if (whole) applied = { ...whole.planned, executed: whole.executed, stoppedAfter: null };
+    else {
+      summary.narrowed = true;
+      const narrowed = await applyUnitByUnit({
+        client,
+        units: splitUnits(batch),
+        state: planState,
+        catalog: () => loadCatalog(client, relations, types, owned),
+        options,
+        missingRows: config.missingRows,
+        warn,
+        onError: config.onError,
+        skipAt,
+        storedOffset: state.nextOffset,
+        isFault: recordFault,
       });
-      summary.exact_order = true;
+      await client.query("SET CONSTRAINTS ALL IMMEDIATE");
+      await setAsideUnits(client, config, key, narrowed.setAside, batch, skipAt, deps.skip, summary, log);
+      applied = narrowed;
     }
-    try {
-      executed = await executePlan(client, planned.steps, config.missingRows, warn);
-    } catch (e) {
-      if (!isOrderSensitiveViolation(e) || summary.exact_order) throw e;
-      log.warn(
-        "a set-wise statement tripped a constraint the source order kept: applying this batch again change by change, in source order",
-        {
-          error: hideRowValues((e as Error).message),
-          from: start.toString(),
-          to: (batch.nextOffset - 1n).toString(),
-        },
-      );
-      await client.query("ROLLBACK TO SAVEPOINT fps_batch");
-      // The catalog is read again: the rolled-back plan's DDL changed the planner's snapshot.
-      const catalog = await loadCatalog(client, relations, types, owned);
-      planned = plan(batch.events, planState, catalog, { ...options, exact: true });
-      executed = await executePlan(client, planned.steps, config.missingRows, warn);
-      summary.exact_order = true;
-    }
-    for (const w of planned.warnings) log.warn(w.message, w.fields);
+    for (const w of applied.warnings) log.warn(w.message, w.fields);
     failpoint("after-apply");
     await pausepoint("after-apply");
+    if (deps.skip?.dryRun) {
+      await client.query("ROLLBACK");
+      summary.dry_run = true;
+      summary.next_offset = state.nextOffset.toString();
+      return summary;
+    }
 
+    const stop = applied.stoppedAfter;
+    const last = stop ? recordsBetween(batch.records, stop.to, stop.to)[0] : undefined;
     const newState: SinkState = {
-      nextOffset: batch.nextOffset,
-      lastCommitLsn: planned.state.lastCommitLsn,
-      inTransaction: batch.partial,
-      relations: planned.state.relations,
-      types: planned.state.types,
+      nextOffset: stop ? stop.to + 1n : batch.nextOffset,
+      lastCommitLsn: applied.state.lastCommitLsn,
+      inTransaction: stop ? false : batch.partial,
+      relations: applied.state.relations,
+      types: applied.state.types,
       batchLimit: nextBatchLimit(state.batchLimit, config.maxRecords, batch.stoppedBy),
-      resumePosition: batch.resumePosition,
-      lastRecordSha256: batch.lastRecordSha256,
-      awaitedResends: batch.awaitedResends,
+      resumePosition: stop ? (last?.end === undefined ? null : BigInt(last.end)) : batch.resumePosition,
+      lastRecordSha256: stop ? (last ? recordSha256(last.value) : null) : batch.lastRecordSha256,
+      awaitedResends: stop ? state.awaitedResends : batch.awaitedResends,
     };
     // Nothing consumed means nothing to record: the stored state already says where to resume.
-    if (batch.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);
+    if (newState.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);
     const commitTime = lastCommitTime(batch.events, state.lastCommitTime ?? null);
     // Read before the commit, so the run's sample of the source's end goes into its transaction.
     const end = await source.endOffset().catch(() => null);
     const sample: RunSample = {
       at: Date.now(),
       end: end === null ? null : end.toString(),
-      next: batch.nextOffset.toString(),
-      records: Number(batch.nextOffset - start),
+      next: newState.nextOffset.toString(),
+      records: Number(newState.nextOffset - start),
       bytes: batch.bytes,
       ms: Date.now() - started,
       budget_ms: deadline - started,
@@ -439,23 +532,23 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       readBytes,
     });
     Object.assign(summary, {
-      status: batch.nextOffset === state.nextOffset ? "idle" : "applied",
-      records: Number(batch.nextOffset - start),
-      transactions: planned.stats.transactions,
-      skipped_transactions: planned.stats.skippedTransactions,
-      inserts: planned.stats.inserts,
-      updates: planned.stats.updates,
-      deletes: planned.stats.deletes,
-      truncates: planned.stats.truncates,
-      statements: executed.statements,
-      missing_rows: executed.missingRows,
-      upserted_rows: executed.upserts,
-      next_offset: batch.nextOffset.toString(),
-      lag: end === null ? null : Math.max(0, Number(end - batch.nextOffset)),
+      status: newState.nextOffset === state.nextOffset ? "idle" : "applied",
+      records: Number(newState.nextOffset - start),
+      transactions: applied.stats.transactions,
+      skipped_transactions: applied.stats.skippedTransactions,
+      inserts: applied.stats.inserts,
+      updates: applied.stats.updates,
+      deletes: applied.stats.deletes,
+      truncates: applied.stats.truncates,
+      statements: applied.executed.statements,
+      missing_rows: applied.executed.missingRows,
+      upserted_rows: applied.executed.upserts,
+      next_offset: newState.nextOffset.toString(),
+      lag: end === null ? null : Math.max(0, Number(end - newState.nextOffset)),
       seconds_behind_source:
         end === null
           ? null
-          : end <= batch.nextOffset
+          : end <= newState.nextOffset
             ? 0
             : commitTime === null
               ? null
@@ -468,7 +561,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       capacity: rates.capacity,
       time_to_catch_up: rates.time_to_catch_up,
       schedule_outrun: rates.outrun,
-      partial_transaction: batch.partial,
+      partial_transaction: newState.inTransaction,
     });
     if (rates.outrun)
       log.warn(
@@ -597,4 +690,49 @@ async function rebuildRelationCache(
     relations: relations.length,
     up_to_offset: legacy.toString(),
   });
+}
+
+/**
+ * Writes what narrowing set aside, in the run's transaction: a dead letter per failed source
+ * transaction (its records' text and error), or the audit row of the one `skip` moved past.
+ */
+async function setAsideUnits(
+  client: pg.ClientBase,
+  config: SinkConfig,
+  key: PartitionKey,
+  setAside: SetAside[],
+  batch: Batch,
+  skipAt: bigint | null,
+  skip: RunDeps["skip"],
+  summary: RunSummary,
+  log: Logger,
+): Promise<void> {
+  for (const aside of setAside) {
+    const { unit } = aside;
+    const lsn = unit.lsn === null ? null : formatLsn(unit.lsn);
+    const fields = { from: unit.from.toString(), to: unit.to.toString(), lsn, tables: aside.tables };
+    if (skip && unit.from === skipAt) {
+      const id = await insertAudit(client, config.stateSchema, key, {
+        action: "skip",
+        from: unit.from,
+        to: unit.to,
+        lsn: unit.lsn,
+        deadLetterId: null,
+        reason: skip.reason,
+        actor: skip.actor,
+      });
+      summary.skipped = { id, ...fields, error: aside.error };
+      log.warn("skipped a source transaction on purpose (audited)", { ...fields, audit_id: id });
+      continue;
+    }
+    const records = recordsBetween(batch.records, unit.from, unit.to);
+    const id = await insertDeadLetter(client, config.stateSchema, key, aside, records);
+    summary.dead_lettered.push({ id, ...fields, error: aside.error });
+    summary.dead_letters++;
+    log.warn("a source transaction failed and was set aside in the dead-letter table", {
+      ...fields,
+      dead_letter_id: id,
+      error: aside.error,
+    });
+  }
 }

@@ -301,6 +301,45 @@ test("failing invocations publish RunFailed, counting consecutive failures, with
   await assertSameTables(p, ["strict_items"]);
 });
 
+test("on_error dead_letter: the failing source transaction is set aside, counted in DeadLetters and logged as a warning without row values", async () => {
+  cluster.createTopic("lam-dl");
+  await p.sql(`CREATE TABLE dl_items (id int PRIMARY KEY, v text)`);
+  await p.target.query(
+    `CREATE TABLE dl_items (id int PRIMARY KEY, v text CONSTRAINT no_poison CHECK (v <> 'poison-4712'))`,
+  );
+  await p.target.query(`ALTER TABLE dl_items OWNER TO sink_user`);
+  await p.sql(`INSERT INTO dl_items VALUES (1, 'fine')`);
+  await p.sql(`INSERT INTO dl_items VALUES (2, 'poison-4712')`);
+  await p.sql(`INSERT INTO dl_items VALUES (3, 'fine too')`);
+  await produce(cluster.endpoint, "lam-dl", await p.capture());
+  // Warnings are logged at WARN: this file logs only errors otherwise.
+  process.env.POWERTOOLS_LOG_LEVEL = "WARN";
+  const { result, lines } = await invoke({
+    ...env(),
+    FLUVIO_TOPIC: "lam-dl",
+    FLUVIO_PG_SINK_NAME: "dl-sink",
+    ON_ERROR: "dead_letter",
+  }).finally(() => {
+    process.env.POWERTOOLS_LOG_LEVEL = "ERROR";
+  });
+  const s = result as RunSummary;
+  assert.equal(s.status, "applied", String(result));
+  assert.equal(s.dead_letters, 1);
+  const m = emfOf(lines);
+  assertDimensions(m, "dl-sink", "lam-dl");
+  assert.deepEqual([m.RunSucceeded, m.RunFailed, m.DeadLetters], [1, 0, 1]);
+  assert.ok(
+    lines.some((l) => l.includes("set aside in the dead-letter table") && l.includes("no_poison")),
+    "the dead letter is logged",
+  );
+  for (const l of lines) assert.ok(!l.includes("poison-4712"), `a row value in a log line: ${l}`);
+  const rows = await p.target.query(`SELECT id FROM dl_items ORDER BY id`);
+  assert.deepEqual(
+    rows.rows.map((r) => r.id),
+    [1, 3],
+  );
+});
+
 test("a locked invocation publishes RunLocked with the same dimensions", async () => {
   const holder = new pg.Client({ connectionString: p.targetUrl });
   await holder.connect();

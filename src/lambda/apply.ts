@@ -134,8 +134,8 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
     count("Transactions", s?.transactions ?? 0);
     count("Statements", s?.statements ?? 0);
     count("MissingRows", s?.missing_rows ?? 0);
-    // Dead letters come with on_error: dead_letter; until then nothing is ever set aside.
-    count("DeadLetters", 0);
+    // Source transactions set aside this run (on_error: dead_letter); each is also logged as a warning.
+    count("DeadLetters", s?.dead_letters ?? 0);
     if (s && s.lag !== null) count("Lag", s.lag);
     // Can the schedule keep up: published once a run knows (README, Sizing).
     if (s && s.arrival_rate !== null)

@@ -25,6 +25,7 @@ export class FileSource implements Source {
   /** The furthest point the last read scanned: offset `offset` starts at byte `position`. */
   private scanned: { offset: bigint; position: bigint } | null = null;
   private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  private readonly lossy = new TextDecoder("utf-8", { ignoreBOM: true });
 
   /** `chunkBytes`: read size (tests use tiny ones to put lines across chunk boundaries). */
   constructor(
@@ -86,23 +87,22 @@ export class FileSource implements Source {
         const ends: number[] = [];
         for (let lf = chunk.indexOf(LF, lineStart); lf !== -1; lf = chunk.indexOf(LF, lf + 1)) ends.push(lf);
         const records: SourceRecord[] = [];
-        let failed: RecordError | null = null;
         let i = 0;
         if (ends.length > 0 && carry.length > 0) {
           const first = Buffer.concat([...carry, chunk.subarray(lineStart, ends[0])]);
           const value = this.decode(first);
-          if (value === null) failed = this.invalid(offset);
-          else
-            records.push({
-              offset: offset++,
-              value: stripCr(value),
-              end: chunkStart + (ends[0] as number) + 1,
-            });
+          records.push({
+            offset,
+            value: stripCr(value ?? this.lossy.decode(first)),
+            end: chunkStart + (ends[0] as number) + 1,
+            ...(value === null && { invalid: this.invalid(offset) }),
+          });
+          offset++;
           carry = [];
           lineStart = (ends[0] as number) + 1;
           i = 1;
         }
-        if (!failed && i < ends.length) {
+        if (i < ends.length) {
           // All complete lines of the chunk in one decode; line by line only to find an invalid one.
           const lastLf = ends[ends.length - 1] as number;
           const text = this.decode(chunk.subarray(lineStart, lastLf));
@@ -112,18 +112,20 @@ export class FileSource implements Source {
             const value = values
               ? (values[i - (ends.length - values.length)] as string)
               : this.decode(chunk.subarray(lineStart, lf));
-            if (value === null) {
-              failed = this.invalid(offset);
-              break;
-            }
-            records.push({ offset: offset++, value: stripCr(value), end: chunkStart + lf + 1 });
+            // Handed on, flagged: it belongs to a source transaction that poison handling sets aside.
+            records.push({
+              offset,
+              value: stripCr(value ?? this.lossy.decode(chunk.subarray(lineStart, lf))),
+              end: chunkStart + lf + 1,
+              ...(value === null && { invalid: this.invalid(offset) }),
+            });
+            offset++;
             lineStart = lf + 1;
           }
         }
         const last = records[records.length - 1];
         if (last) this.scanned = { offset: last.offset + 1n, position: BigInt(last.end as number) };
         if (records.length > 0) yield records;
-        if (failed) throw failed;
         if (lineStart < chunk.length) carry.push(Buffer.from(chunk.subarray(lineStart)));
       }
     } finally {

@@ -355,10 +355,13 @@ export class FluvioSource implements Source {
       if (r.done || !r.value)
         throw new SinkError(`${this.where()}: the stream ended at offset ${offset}, before the end ${b.end}`);
       let value: string;
+      let invalid: RecordError | undefined;
       try {
         value = this.decoder.decode(r.value.value());
       } catch {
-        throw new RecordError(offset, `not valid UTF-8 (in ${this.where()})`);
+        // Handed on, flagged: it belongs to a source transaction that poison handling sets aside.
+        value = new TextDecoder("utf-8", { ignoreBOM: true }).decode(r.value.value());
+        invalid = new RecordError(offset, `not valid UTF-8 (in ${this.where()})`);
       }
       if (opts.unverified) {
         await this.checkPosition(offset, r.value.value(), b.end);
@@ -368,7 +371,7 @@ export class FluvioSource implements Source {
       // (counted before handing it over, as the caller may stop right after it).
       if (offset + 1n === b.end) this.openStreams--;
       // One at a time: the client hands over one record per call.
-      yield [lost ? { offset, value, lost } : { offset, value }];
+      yield [{ offset, value, ...(lost && { lost }), ...(invalid && { invalid }) }];
       lost = undefined;
     }
   }

@@ -1,3 +1,5 @@
+import type { RecordError } from "../errors.js";
+
 /** Where records come from: a Fluvio partition, or a topic export replayed from a file. */
 
 export interface SourceRecord {
@@ -10,6 +12,11 @@ export interface SourceRecord {
    * offsets jump from `lost.from` to this record's.
    */
   lost?: { from: bigint; count: bigint };
+  /**
+   * The value is not valid UTF-8: `value` holds it decoded with U+FFFD for the invalid bytes (for
+   * the dead-letter table), and this error says so; the record is poison, never applied.
+   */
+  invalid?: RecordError;
 }
 
 /** Where an offset was found last time: lets a file source seek instead of scanning (verified first). */

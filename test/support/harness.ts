@@ -70,6 +70,7 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
     onLostRecords: DEFAULTS.onLostRecords,
     startLsn: DEFAULTS.startLsn,
     onConflict: DEFAULTS.onConflict,
+    onError: DEFAULTS.onError,
     ...o,
   });
   const pair: Pair = {
