@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { root } from "./bundle.js";
+import { loadedAtImport, root } from "./bundle.js";
 
 const RUNS = 21;
 const handler = join(root, "build", "lambda", "handlers", "apply.js");
@@ -35,7 +35,11 @@ writeFileSync(
   "const t = performance.now(); await import(process.argv[2]); process.stdout.write(String(performance.now() - t)); process.exit(0);\n",
 );
 const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
-process.stdout.write(`zip ${mb(statSync(zip).size)}, bundle ${mb(statSync(handler).size)}\n`);
+const { atImport, onFirstUse } = await loadedAtImport(handler);
+const bytes = (files: string[]) => files.reduce((n, f) => n + statSync(join(handler, "..", f)).size, 0);
+process.stdout.write(
+  `zip ${mb(statSync(zip).size)}; JavaScript the handler's import loads ${mb(bytes(atImport))} (${atImport.length} files), loaded on first use ${mb(bytes(onFirstUse))} (${onFirstUse.length} chunks)\n`,
+);
 for (const major of [22, 24]) {
   const bin = node(major);
   const times: number[] = [];
