@@ -22,6 +22,7 @@ function packageTemplate(params: string[]): Json {
       "--stage",
       "ci",
       `--param=databaseUrlSecretArn=${DB_SECRET}`,
+      "--param=fluvioEndpoint=fluvio:9003",
       ...params.map((p) => `--param=${p}`),
     ],
     {

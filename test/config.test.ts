@@ -182,7 +182,7 @@ test("unknown keys at every level are errors, with the nearest known key suggest
   );
   assert.equal(
     msg(`${base}parameters:\n  max_record: 5\n  flavour: x\n`),
-    "config: parameters.max_record is not a known setting (did you mean parameters.max_records?); parameters.flavour is not a known setting (known: parameters.url, parameters.source, parameters.fluvio_endpoint, parameters.partition, parameters.max_records, parameters.max_transaction_records, parameters.state_schema, parameters.missing_rows, parameters.connect_timeout_ms, parameters.read_timeout_ms, parameters.on_lost_records, parameters.ssl_mode, parameters.ssl_root_cert)",
+    "config: parameters.max_record is not a known setting (did you mean parameters.max_records?); parameters.flavour is not a known setting (known: parameters.url, parameters.source, parameters.fluvio_endpoint, parameters.partition, parameters.max_records, parameters.max_transaction_records, parameters.state_schema, parameters.missing_rows, parameters.connect_timeout_ms, parameters.read_timeout_ms, parameters.fetch_max_bytes, parameters.run_timeout_ms, parameters.statement_timeout_ms, parameters.lock_timeout_ms, parameters.query_timeout_ms, parameters.tcp_keepalive_ms, parameters.on_lost_records, parameters.start_lsn, parameters.on_conflict, parameters.ssl_mode, parameters.ssl_root_cert)",
   );
   assert.equal(
     msg(`${base}consumer:\n  partion: 1\n  offset:\n    strategy: auto\n`),
