@@ -7,7 +7,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, extname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type BuildOptions, build } from "esbuild";
 
@@ -18,17 +18,34 @@ export async function bundle(opts: {
   outfile: string;
   external: string[];
   minify: boolean;
+  /**
+   * Dynamic imports become chunks of their own beside the outfile (loaded when first imported, not
+   * with the entry). Beside it, not in a folder: a chunk's require() resolves relative to the chunk,
+   * and the Fluvio wrapper requires its native file as ./linux/index.node.
+   */
+  splitting?: boolean;
 }): Promise<void> {
+  const ext = extname(opts.outfile);
   const options: BuildOptions = {
     entryPoints: [opts.entry],
-    outfile: opts.outfile,
+    ...(opts.splitting
+      ? {
+          outdir: dirname(opts.outfile),
+          entryNames: basename(opts.outfile, ext),
+          chunkNames: "[name]-[hash]",
+          outExtension: { ".js": ext },
+          splitting: true,
+        }
+      : { outfile: opts.outfile }),
     bundle: true,
     platform: "node",
+    mainFields: ["module", "main"],
     target: "node22",
     format: "esm",
     external: opts.external,
     minify: opts.minify,
-    // Bundled CommonJS dependencies (and the Fluvio wrapper's native require) call require().
+    // Bundled CommonJS dependencies (and the Fluvio wrapper's native require) call require(); every
+    // chunk gets its own, resolving relative to itself.
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },
@@ -51,4 +68,38 @@ export function shipNative(dir: string): { bytes: number; stripped: boolean } {
     stripped = true;
   }
   return { bytes: statSync(dest).size, stripped };
+}
+
+/**
+ * The files of a built ESM bundle that importing `entry` loads: the entry and its static imports,
+ * transitively, but not what only a dynamic import() reaches (chunks loaded on first use). Read from
+ * esbuild's own parse of the built files, as paths relative to the entry's folder.
+ */
+export async function loadedAtImport(entry: string): Promise<{ atImport: string[]; onFirstUse: string[] }> {
+  const dir = dirname(entry);
+  const { metafile } = await build({
+    entryPoints: [basename(entry)],
+    absWorkingDir: dir,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    splitting: true,
+    outdir: join(dir, ".analysis"),
+    write: false,
+    metafile: true,
+    logLevel: "error",
+  });
+  const inputs = metafile.inputs;
+  const local = (p: string) => relative(dir, join(dir, p));
+  const byLocal = new Map(Object.keys(inputs).map((p) => [local(p), p]));
+  const atImport = new Set<string>();
+  const walk = (file: string) => {
+    if (atImport.has(file)) return;
+    atImport.add(file);
+    for (const i of inputs[byLocal.get(file) ?? ""]?.imports ?? [])
+      if (i.kind === "import-statement" && !i.external) walk(local(i.path));
+  };
+  walk(basename(entry));
+  const onFirstUse = [...byLocal.keys()].filter((f) => !atImport.has(f) && f.endsWith(".js"));
+  return { atImport: [...atImport].sort(), onFirstUse: onFirstUse.sort() };
 }

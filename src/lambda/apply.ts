@@ -4,9 +4,7 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
-import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import middy from "@middy/core";
-import secretsManager from "@middy/secrets-manager";
 import { clearCache, getInternal } from "@middy/util";
 import type { Context } from "aws-lambda";
 import { lambdaMemoryBudgetMb } from "../budget.js";
@@ -16,10 +14,13 @@ import type { Logger as SinkLogger } from "../log.js";
 import { redact } from "../log.js";
 import { safeText } from "../row-values.js";
 import { defaultOpenSource, type RunFailure, type RunSummary, runOnce } from "../run.js";
+import { fetchSecretValue, lazySecretsManager } from "./lazy-secrets.js";
 
 /**
  * The scheduled Lambda face: configuration from the environment, secrets from AWS Secrets Manager
- * (@middy/secrets-manager, cached for 15 minutes), structured logs and CloudWatch EMF metrics (Powertools), and the same runOnce as the CLI.
+ * (@middy/secrets-manager, cached for 15 minutes, loaded with the AWS SDK on first use: see
+ * lazy-secrets.ts), structured logs and CloudWatch EMF metrics (Powertools), and the same runOnce as
+ * the CLI.
  */
 
 /** Time kept back from the Lambda's remaining time, so the transaction ends before the runtime stops. */
@@ -154,15 +155,13 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
   };
   // Per set of secrets: middy's cache is process-wide.
   const cacheKey = `fluvio-postgres-sink:${JSON.stringify(secrets)}`;
-
-  const fetchSecret = async (id: string): Promise<unknown> => {
-    const r = await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: id }));
-    try {
-      return JSON.parse(r.SecretString ?? "");
-    } catch {
-      return r.SecretString;
-    }
-  };
+  const secretsManager = lazySecretsManager({
+    fetchData: secrets,
+    setToContext: false,
+    cacheKey,
+    cacheExpiry: 15 * 60 * 1000,
+    disablePrefetch: true,
+  });
 
   const apply = async (_event: unknown, context: SinkContext): Promise<RunSummary> => {
     if (secrets.fluvioProfile) {
@@ -207,7 +206,7 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
       try {
         fresh = urlFromSecret(
           await beforeDeadline(
-            fetchSecret(secrets.databaseUrl),
+            fetchSecretValue(secrets.databaseUrl),
             deadline(),
             "fetching the database URL secret",
           ),
@@ -231,26 +230,19 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
         failure = null;
       },
     })
-    .use(
-      secretsManager({
-        fetchData: secrets,
-        // Awaited below, within the run's deadline.
-        setToContext: false,
-        cacheKey,
-        cacheExpiry: 15 * 60 * 1000,
-        disablePrefetch: true,
-      }),
-    )
     .use({
       before: async (request) => {
         const keys = Object.keys(secrets);
         if (keys.length === 0) return;
         const deadline = Date.now() + request.context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS;
         try {
-          Object.assign(
-            request.context,
-            await beforeDeadline(getInternal(keys, request), deadline, "fetching secrets"),
-          );
+          // Loading @middy/secrets-manager and the SDK (first use only), then the fetches or the
+          // cached values, all within the run's deadline.
+          const values = (async () => {
+            await secretsManager.before?.(request);
+            return getInternal(keys, request);
+          })();
+          Object.assign(request.context, await beforeDeadline(values, deadline, "fetching secrets"));
         } catch (e) {
           // A fetch still pending must not be the cached answer for the next invocation.
           clearCache([cacheKey]);
