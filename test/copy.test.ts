@@ -68,15 +68,16 @@ test("a row the target rejects in a COPY rolls the whole run back and names the 
     `BEGIN; UPDATE guarded SET v = 'seed2' WHERE id = 0; INSERT INTO guarded VALUES (3, 'bad'), (4, 'ok'); COMMIT`,
   );
   await p.capture();
-  // Records: begin, relation?, inserts..., commit; the two inserts of the first transaction and the
-  // two of the second form one COPY spanning from the first insert to the last.
+  // Records: begin, relation?, inserts..., commit. The batch's COPY fails; narrowed to the second
+  // transaction, the failing COPY holds its two inserts.
   const offsets = p.records.flatMap((l, i) => (i >= first && /"type":"insert"/.test(l) ? [i] : []));
   assert.equal(offsets.length, 4);
   await assert.rejects(p.run({ maxRecords: 1000 }), (e: Error) => {
     assert.match(
       e.message,
       new RegExp(
-        `offsets ${offsets[0]}\\.\\.${offsets[3]}, table public\\.guarded: insert failed: new row for relation "guarded" violates check constraint "no_bad" \\(SQLSTATE 23514\\)`,
+        // Narrowed to the source transaction that fails, and to its COPY's offsets within it.
+        `^source transaction at offsets \\d+\\.\\.\\d+ \\(LSN [0-9A-F]+/[0-9A-F]+, table public\\.guarded\\) failed: offsets ${offsets[2]}\\.\\.${offsets[3]}, table public\\.guarded: insert failed: new row for relation "guarded" violates check constraint "no_bad" \\(SQLSTATE 23514\\)`,
       ),
     );
     return true;

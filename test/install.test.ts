@@ -82,7 +82,7 @@ test("--version, version, --help and help", async () => {
   for (const arg of ["--help", "help"]) {
     const r = await runProcess(bin, [arg], { env: cleanEnv });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^usage: fluvio-postgres-sink <command> --config <connector.yaml>\n/);
+    assert.match(r.stdout, /^usage: fluvio-postgres-sink <command> --config <connector.yaml> \[options\]\n/);
   }
   const bare = await runProcess(bin, [], { env: cleanEnv });
   assert.equal(bare.code, 2);
