@@ -156,6 +156,14 @@ export async function readBatch(
     poison = null;
     endAfter(last);
   };
+  /** At a COMMIT that may end the batch: the limit that ends it there, if one does. */
+  const stopAtCommit = (): StopReason | null => {
+    if (limit !== null && nextOffset - start >= limit) return "max_records";
+    if (bytesRead >= readBytes) return "memory";
+    // Leave the rest of the time for applying what was read.
+    if (readUntil !== null && Date.now() >= readUntil) return "time";
+    return null;
+  };
   reading: for await (const run of source.read(from, { hint, unverified: !verify }))
     for (const rec of run) {
       if (rec.lost) {
@@ -227,16 +235,9 @@ export async function readBatch(
             if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
             bytes = bytesRead;
             closePoison(rec);
-            if (limit !== null && nextOffset - start >= limit) {
-              stoppedBy = "max_records";
-              break reading;
-            }
-            if (bytesRead >= readBytes) {
-              stoppedBy = "memory";
-              break reading;
-            }
-            if (readUntil !== null && Date.now() >= readUntil) {
-              stoppedBy = "time";
+            const stop = stopAtCommit();
+            if (stop) {
+              stoppedBy = stop;
               break reading;
             }
           }
@@ -295,17 +296,9 @@ export async function readBatch(
         inTxn = false;
         if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
         endAfter(rec);
-        if (limit !== null && nextOffset - start >= limit) {
-          stoppedBy = "max_records";
-          break reading;
-        }
-        if (bytesRead >= readBytes) {
-          stoppedBy = "memory";
-          break reading;
-        }
-        // Leave the rest of the time for applying what was read.
-        if (readUntil !== null && Date.now() >= readUntil) {
-          stoppedBy = "time";
+        const stop = stopAtCommit();
+        if (stop) {
+          stoppedBy = stop;
           break reading;
         }
       } else if (open.length >= config.maxTransactionRecords) {
