@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { type ExecuteResult, executePlan, type MissingRows } from "./apply/execute.js";
 import type { Catalog } from "./apply/model.js";
-import { type PlanOptions, type PlanState, type PlanStats, plan } from "./apply/plan.js";
+import { emptyPlanStats, type PlanOptions, type PlanState, type PlanStats, plan } from "./apply/plan.js";
 import type { SchemaWarning } from "./apply/schema.js";
 import { asError, DeadlineError, type RecordError, SinkError, sqlState } from "./errors.js";
 import type { Event, Relation } from "./events/types.js";
@@ -190,14 +190,7 @@ export interface NarrowResult {
 export async function applyUnitByUnit(input: NarrowInput): Promise<NarrowResult> {
   const { client, options } = input;
   let state = input.state;
-  const stats: PlanStats = {
-    transactions: 0,
-    skippedTransactions: 0,
-    inserts: 0,
-    updates: 0,
-    deletes: 0,
-    truncates: 0,
-  };
+  const stats: PlanStats = emptyPlanStats();
   const executed: ExecuteResult = { statements: 0, rows: 0, missingRows: 0, upserts: 0 };
   const warnings: SchemaWarning[] = [];
   const setAside: SetAside[] = [];

@@ -67,6 +67,10 @@ export interface PlanStats {
   truncates: number;
 }
 
+export function emptyPlanStats(): PlanStats {
+  return { transactions: 0, skippedTransactions: 0, inserts: 0, updates: 0, deletes: 0, truncates: 0 };
+}
+
 export interface Plan {
   steps: Step[];
   state: PlanState;
@@ -242,14 +246,7 @@ class Planner {
   private seeded = false;
   private needsExactOrder = false;
   private txnLsn: bigint | null = null;
-  private readonly stats: PlanStats = {
-    transactions: 0,
-    skippedTransactions: 0,
-    inserts: 0,
-    updates: 0,
-    deletes: 0,
-    truncates: 0,
-  };
+  private readonly stats: PlanStats = emptyPlanStats();
 
   constructor(
     state: PlanState,
