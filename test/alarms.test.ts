@@ -77,7 +77,7 @@ before(() => {
   });
 });
 
-test("serverless package creates the lag, errors and no-successful-run alarms on the metrics the handler publishes", () => {
+test("serverless package creates the lag, errors, dead-letters and no-successful-run alarms on the metrics the handler publishes", () => {
   const template = packageTemplate([
     "name=orders-sink",
     "topic=orders",
@@ -104,6 +104,7 @@ test("serverless package creates the lag, errors and no-successful-run alarms on
   const namespace = vars.POWERTOOLS_METRICS_NAMESPACE;
   const a = alarms(template);
   assert.deepEqual(Object.keys(a).sort(), [
+    "DeadLettersAlarm",
     "ErrorsAlarm",
     "NoSuccessfulRunAlarm",
     "ScheduleOutrunAlarm",
@@ -149,6 +150,18 @@ test("serverless package creates the lag, errors and no-successful-run alarms on
   assert.equal(errors.ComparisonOperator, "GreaterThanOrEqualToThreshold");
   assert.equal(errors.Threshold, 1);
 
+  // Any transaction set aside (on_error: dead_letter) in 5 minutes.
+  const dead = a.DeadLettersAlarm;
+  assert.equal(dead.Namespace, namespace);
+  assert.equal(dead.MetricName, "DeadLetters");
+  assert.deepEqual(dead.Dimensions, dims);
+  assert.equal(dead.Statistic, "Sum");
+  assert.equal(Number(dead.Period), 300);
+  assert.equal(Number(dead.EvaluationPeriods), 1);
+  assert.equal(dead.ComparisonOperator, "GreaterThanThreshold");
+  assert.equal(dead.Threshold, 0);
+  assert.equal(dead.TreatMissingData, "notBreaching");
+
   const silent = a.NoSuccessfulRunAlarm;
   assert.equal(silent.Namespace, namespace);
   assert.equal(silent.MetricName, "RunSucceeded");
@@ -169,7 +182,7 @@ test("serverless package creates the lag, errors and no-successful-run alarms on
   // Without a topic: the same alarms, no actions.
   const quietTemplate = packageTemplate([]);
   const quiet = alarms(quietTemplate);
-  assert.equal(Object.keys(quiet).length, 4);
+  assert.equal(Object.keys(quiet).length, 5);
   for (const alarm of Object.values(quiet)) {
     assert.equal(alarm.AlarmActions, undefined);
     assert.equal(alarm.OKActions, undefined);

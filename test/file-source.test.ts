@@ -302,6 +302,85 @@ test("a partial transaction that is never re-sent stops the run; one re-sent app
   }
 });
 
+test("two partial transactions awaited at once: both re-sent in order apply exactly; the one never re-sent stops the run", async () => {
+  for (const max of SIZES) {
+    const p = await makePair(server, `partial2_${max}`);
+    try {
+      await p.sql(`CREATE TABLE ev (id int PRIMARY KEY, v text)`);
+      await p.sql(`INSERT INTO ev VALUES (0, 'zero')`);
+      const t0 = await p.wal_take_lines();
+      await p.sql(`INSERT INTO ev SELECT g, 'one' FROM generate_series(1, 5) g`);
+      const t1 = await p.wal_take_lines();
+      await p.sql(`INSERT INTO ev SELECT g, 'two' FROM generate_series(6, 9) g`);
+      const t2 = await p.wal_take_lines();
+      await p.sql(`INSERT INTO ev VALUES (10, 'three')`);
+      const t3 = await p.wal_take_lines();
+      const part1 = t1.slice(0, 3);
+      const part2 = t2.slice(0, 4);
+      // T2 cut short, then T1 cut short (earlier: still awaited both), then T0 again (older, allowed):
+      // T1 and T2 awaited at once, in final LSN order, whatever order they were dropped in.
+      const head = [...t0, ...part2, ...part1, ...t0];
+      const from2 = t0.length;
+      const from1 = from2 + part2.length;
+      const awaitedBoth = [
+        { final_lsn: finalLsnOf(t1[0] as string), from: String(from1), to: String(from1 + part1.length - 1) },
+        { final_lsn: finalLsnOf(t2[0] as string), from: String(from2), to: String(from1 - 1) },
+      ];
+
+      // Both re-sent in order, then T3.
+      const resent = [...head, ...t1, ...t2, ...t3];
+      writeFileSync(p.topicFile, `${resent.join("\n")}\n`);
+      p.records.push(...t0, ...t1, ...t2, ...t3);
+      if (max === 1) {
+        // A run ends at each commit: the one after the re-sent T0 stores both awaited re-sends.
+        await p.run({ maxRecords: max });
+        const s = await p.run({ maxRecords: max });
+        assert.equal(s.next_offset, String(head.length));
+        assert.deepEqual((await stateRow(p, `sink-partial2_${max}`))?.awaited_resend, awaitedBoth);
+        // The re-sent T1 is the first awaited; T2 still is.
+        await p.run({ maxRecords: max });
+        assert.deepEqual((await stateRow(p, `sink-partial2_${max}`))?.awaited_resend, awaitedBoth.slice(1));
+      }
+      const runs = await p.runUntilIdle({ maxRecords: max });
+      assert.equal(runs.at(-1)?.next_offset, String(resent.length));
+      await assertSameTables(p, ["ev"]);
+      assert.equal((await stateRow(p, `sink-partial2_${max}`))?.awaited_resend, null);
+
+      // T1 re-sent, T2 never: T3 comes first, and T2 is named.
+      await p.target.query(`DELETE FROM fluvio_sink.state; TRUNCATE ev`);
+      const lost = [...head, ...t1, ...t3];
+      writeFileSync(p.topicFile, `${lost.join("\n")}\n`);
+      let err: Error | undefined;
+      for (let i = 0; i < 100 && !err; i++) await p.run({ maxRecords: max }).catch((e) => (err = e));
+      const t3At = head.length + t1.length;
+      assert.equal(
+        err?.message,
+        `records were lost upstream: the source transaction at offsets ${from2}..${from1 - 1} ` +
+          `(final_lsn ${lsnOf(t2[0] as string)}) never committed and was not re-sent before the transaction ` +
+          `at offset ${t3At} (final_lsn ${lsnOf(t3[0] as string)}); ` +
+          "the target would miss its changes. This run applied nothing. Re-send it from the source (or resynchronise " +
+          "the tables it touched) before going on.",
+      );
+      // Smaller batches applied T0 and the re-sent T1 (the wait for T2 stored with it); T3 never.
+      assert.equal(await storedOffset(p, `sink-partial2_${max}`), max === 1000 ? "0" : String(t3At));
+      const rows = await p.target.query(`SELECT id FROM ev ORDER BY id`);
+      assert.deepEqual(
+        rows.rows.map((r) => r.id),
+        max === 1000 ? [] : [0, 1, 2, 3, 4, 5],
+      );
+      if (max !== 1000)
+        assert.deepEqual((await stateRow(p, `sink-partial2_${max}`))?.awaited_resend, awaitedBoth.slice(1));
+    } finally {
+      await p.close();
+    }
+  }
+});
+
+/** The begin record's final_lsn as the state table stores it: decimal text. */
+function finalLsnOf(line: string): string {
+  return BigInt(/"final_lsn":(\d+)/.exec(line)?.[1] ?? "x").toString();
+}
+
 /** The begin record's final_lsn as PostgreSQL prints it (read as text: LSNs are 64-bit). */
 function lsnOf(line: string): string {
   const v = BigInt(/"final_lsn":(\d+)/.exec(line)?.[1] ?? "x");

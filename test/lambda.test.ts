@@ -105,6 +105,59 @@ test("after a password rotation the secret is fetched again and the same invocat
   assert.equal(sm.calls.length - before, 1, "one more fetch, in this invocation");
 });
 
+test("expired secrets are fetched by the next invocation, never in the background: a fetch that fails is that invocation's failure, no unhandled rejection", async () => {
+  const rejections: unknown[] = [];
+  const onRejection = (r: unknown) => rejections.push(r);
+  process.on("unhandledRejection", onRejection);
+  const saved = sm.secrets.get("prod/sink/db") as string;
+  try {
+    const handler = createApplyHandler(env(), { secretCacheMs: 300 });
+    const fetches = () => sm.calls.filter((c) => c === "secretsmanager.GetSecretValue:prod/sink/db").length;
+    await load(3, 150);
+    let before = fetches();
+    assert.equal((await handler({}, context(30_000))).status, "applied");
+    assert.equal(fetches() - before, 1, "the first invocation fetches");
+    // Within the expiry: the cached value.
+    before = fetches();
+    await handler({}, context(30_000));
+    assert.equal(fetches(), before, "cached");
+
+    // The secret disappears; the expiry passes with no invocation: nothing is fetched meanwhile.
+    sm.secrets.delete("prod/sink/db");
+    before = fetches();
+    await new Promise((r) => setTimeout(r, 800));
+    assert.equal(fetches(), before, "no background fetch");
+    await assert.rejects(
+      handler({}, context(30_000)),
+      /cannot fetch secrets \(prod\/sink\/db\): ResourceNotFoundException: no secret prod\/sink\/db/,
+    );
+    assert.equal(fetches() - before, 1, "the invocation after the expiry fetches");
+
+    // Back, and rotated meanwhile: the next invocation fetches again and logs in with the new one.
+    await p.target.query(`ALTER ROLE sink_user PASSWORD 'rotated-pass'`);
+    sm.secrets.set("prod/sink/db", sinkUrl("rotated-pass"));
+    await load(2, 160);
+    before = fetches();
+    const s = await handler({}, context(30_000));
+    assert.equal(s.status, "applied");
+    assert.equal(fetches() - before, 1, "fetched once, no login failure to retry");
+    for (let i = 0; i < 10 && (await handler({}, context(30_000))).status !== "idle"; i++);
+    await assertSameTables(p, ["items"]);
+
+    // The expiry passes again and the rotated secret is used until then.
+    await new Promise((r) => setTimeout(r, 800));
+    before = fetches();
+    assert.equal((await handler({}, context(30_000))).status, "idle");
+    assert.equal(fetches() - before, 1, "expired: fetched again");
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(rejections, []);
+  } finally {
+    process.off("unhandledRejection", onRejection);
+    await p.target.query(`ALTER ROLE sink_user PASSWORD 'new-pass'`);
+    sm.secrets.set("prod/sink/db", saved);
+  }
+});
+
 test("too little time left: nothing applied, a clean failure", async () => {
   await load(3, 200);
   const before = (await p.target.query(`SELECT next_offset::text AS o FROM fluvio_sink.state`)).rows[0].o;

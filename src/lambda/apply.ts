@@ -18,8 +18,8 @@ import { fetchSecretValue, lazySecretsManager } from "./lazy-secrets.js";
 
 /**
  * The scheduled Lambda face: configuration from the environment, secrets from AWS Secrets Manager
- * (@middy/secrets-manager, cached for 15 minutes, loaded with the AWS SDK on first use: see
- * lazy-secrets.ts), structured logs and CloudWatch EMF metrics (Powertools), and the same runOnce as
+ * (@middy/secrets-manager, cached for 15 minutes and fetched again by the first invocation after,
+ * loaded with the AWS SDK on first use: see lazy-secrets.ts), structured logs and CloudWatch EMF metrics (Powertools), and the same runOnce as
  * the CLI.
  */
 
@@ -107,7 +107,13 @@ function adapt(logger: Logger): SinkLogger {
   };
 }
 
-export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
+/** How long fetched secrets are used before the next invocation fetches them again. */
+export const SECRET_CACHE_MS = 15 * 60 * 1000;
+
+export function createApplyHandler(
+  env: NodeJS.ProcessEnv = process.env,
+  { secretCacheMs = SECRET_CACHE_MS }: { secretCacheMs?: number } = {},
+) {
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? "fluvio-postgres-sink" });
   const metrics = new Metrics({
     namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? "FluvioPostgresSink",
@@ -159,7 +165,7 @@ export function createApplyHandler(env: NodeJS.ProcessEnv = process.env) {
     fetchData: secrets,
     setToContext: false,
     cacheKey,
-    cacheExpiry: 15 * 60 * 1000,
+    cacheExpiry: secretCacheMs,
     disablePrefetch: true,
   });
 

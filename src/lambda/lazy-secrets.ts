@@ -1,5 +1,5 @@
 import type { MiddlewareObj } from "@middy/core";
-import { getCache } from "@middy/util";
+import { clearCache, getCache } from "@middy/util";
 import { asError, SinkError } from "../errors.js";
 
 /**
@@ -11,12 +11,25 @@ import { asError, SinkError } from "../errors.js";
 
 type Options = { fetchData: Record<string, string>; cacheKey: string; cacheExpiry: number };
 
-/** @middy/secrets-manager with these options, created on the first `before` and used from then on. */
+/** When each cache key's values become too old to use: process-wide, as middy's cache is. */
+const expiresAt = new Map<string, number>();
+
+/**
+ * @middy/secrets-manager with these options, created on the first `before` and used from then on.
+ *
+ * The secrets are cached for `cacheExpiry` ms, but middy is told to keep them until cleared (-1):
+ * with a positive expiry it refetches on a timer, outside any invocation, and when that fetch fails
+ * its rejected promise sits in the cache with no handler: an unhandled rejection that can crash
+ * whichever invocation happens to be running. Instead the cache is dropped here once expired, so the
+ * next invocation fetches again in its own `before`, within its deadline, its failure its own.
+ */
 export function lazySecretsManager(options: Options & { setToContext: false; disablePrefetch: true }) {
+  const { cacheKey, cacheExpiry } = options;
+  const middyOptions = { ...options, cacheExpiry: -1 };
   let loading: Promise<MiddlewareObj> | undefined;
   const middleware: MiddlewareObj = {
     before: async (request) => {
-      loading ??= import("@middy/secrets-manager").then((m) => m.default(options) as MiddlewareObj);
+      loading ??= import("@middy/secrets-manager").then((m) => m.default(middyOptions) as MiddlewareObj);
       let loaded: MiddlewareObj;
       try {
         loaded = await loading;
@@ -24,11 +37,11 @@ export function lazySecretsManager(options: Options & { setToContext: false; dis
         loading = undefined; // the next invocation tries again
         throw new SinkError(`cannot load @middy/secrets-manager: ${asError(e).message}`, { cause: e });
       }
+      const now = Date.now();
+      if (getCache(cacheKey).value && now >= (expiresAt.get(cacheKey) ?? 0)) clearCache([cacheKey]);
+      // A failed fetch clears the cache (apply.ts), so the next invocation fetches all again.
+      if (!getCache(cacheKey).value) expiresAt.set(cacheKey, now + cacheExpiry);
       await loaded.before?.(request);
-      // middy refetches the secrets when the cache expires, on a 15-minute timer: in Lambda a frozen
-      // process never waits for it, but it must not keep a process that is otherwise done alive
-      // (serverless invoke local, a handler run from a script or a test).
-      (getCache(options.cacheKey).refresh as NodeJS.Timeout | undefined)?.unref();
     },
   };
   return middleware;
