@@ -25,7 +25,10 @@ export interface Batch {
   /** A single source transaction larger than the memory budget was read whole. */
   bytesExceeded: boolean;
   stoppedBy: StopReason;
-  /** The records read from `start` on, in offset order: a set-aside transaction keeps their text. */
+  /**
+   * The records read from `start` on, in offset order, when the caller asked to keep them: a
+   * transaction set aside (dead letter) or skipped keeps their text. Empty otherwise.
+   */
   records: SourceRecord[];
   /** Runs of records around ones that cannot be decoded, in offset order (not in `events`). */
   poisoned: PoisonedUnit[];
@@ -92,6 +95,8 @@ export async function readBatch(
   readUntil: number | null,
   deadline: number | null,
   readBytes: number = Number.POSITIVE_INFINITY,
+  /** Keep the records' text (to set a transaction aside or skip it); otherwise only events are held. */
+  keepRecords = true,
 ): Promise<Batch> {
   const max = state.batchLimit ?? config.maxRecords;
   const limit = max === null ? null : BigInt(max);
@@ -210,7 +215,7 @@ export async function readBatch(
         stoppedBy = "memory";
         break reading;
       }
-      records.push(rec);
+      if (keepRecords) records.push(rec);
       const previous = prev;
       prev = rec;
       let ev: Event;

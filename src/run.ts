@@ -358,7 +358,19 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     offsets = `offset ${start}`;
     const readUntil = Date.now() + (deadline - Date.now()) / 2;
     const readBytes = readBudgetBytes(config.memoryBudgetMb);
-    const batch = await readBatch(source, start, state, config, log, readUntil, deadline, readBytes);
+    // Only dead letters and skip need the records' own text; otherwise the batch holds events alone.
+    const keepRecords = config.onError === "dead_letter" || deps.skip !== undefined;
+    const batch = await readBatch(
+      source,
+      start,
+      state,
+      config,
+      log,
+      readUntil,
+      deadline,
+      readBytes,
+      keepRecords,
+    );
     readPending = batch.nextOffset > start;
     readCount = Number(batch.nextOffset - start);
     failpoint("after-read");
