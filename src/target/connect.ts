@@ -61,8 +61,12 @@ export function sessionSettings(config: SinkConfig): { text: string; values: str
 /** host:port (or the socket directory) of a client, for messages; never credentials. */
 export function targetHost(client: pg.Client): string {
   const c = client as unknown as { host?: string; port?: number };
-  const host = c.host ?? "localhost";
-  return host.startsWith("/") ? `${host}/.s.PGSQL.${c.port ?? 5432}` : `${host}:${c.port ?? 5432}`;
+  return hostLabel(c.host ?? "localhost", c.port ?? 5432);
+}
+
+/** host:port, or the socket file for a socket directory: how messages name the target. */
+function hostLabel(host: string, port: string | number): string {
+  return host.startsWith("/") ? `${host}/.s.PGSQL.${port}` : `${host}:${port}`;
 }
 
 /** The server refused TLS ('N' to SSLRequest): node-postgres says so in this message only. */
@@ -141,8 +145,7 @@ export async function connectTarget(config: SinkConfig): Promise<pg.Client> {
 function targetHostOf(config: SinkConfig): string {
   try {
     const u = new URL(config.databaseUrl);
-    const host = u.hostname || new URLSearchParams(u.search).get("host") || "localhost";
-    return host.startsWith("/") ? `${host}/.s.PGSQL.${u.port || 5432}` : `${host}:${u.port || 5432}`;
+    return hostLabel(u.hostname || u.searchParams.get("host") || "localhost", u.port || 5432);
   } catch {
     return "(unparsable URL)";
   }
