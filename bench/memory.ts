@@ -75,6 +75,7 @@ parameters:
   max_records: ${maxRecords}
   max_transaction_records: ${maxRecords}
   run_timeout_ms: 3600000
+  memory_budget_mb: 100000
 secrets:
   FLUVIO_PG_DATABASE_URL: ${url}
 `,
@@ -109,6 +110,8 @@ try {
 
   const url = await server.createDatabase("mem_dst");
   const target = new pg.Client({ connectionString: url });
+  // The server stops in `finally` even when a run fails: that failure, not the disconnect, is the news.
+  target.on("error", () => {});
   await target.connect();
   await target.query(TABLES_DDL);
   const dir = mkdtempSync(join(tmpdir(), "fps-memory-"));
