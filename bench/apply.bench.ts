@@ -12,34 +12,35 @@
  *   and where an in-process run's time goes, stage by stage.
  * Every target is checked row for row against the source. Timing lives here, never in tests.
  * BENCH_SCHEDULED=0 skips (c) and (d). The CLI runs as built and installed (BENCH_CLI=tsx: from source).
+ *
+ * BENCH_BASELINE=<path to another checkout of the sink> (e.g. a worktree of an older commit) runs that
+ * checkout's CLI beside the sink on the same stream: its package.json `bin` entry, as that checkout
+ * built it (the benchmark stops with an error saying so when it does not start; it never builds
+ * another checkout). It takes part in (b), alternating with the subscriber and the sink, on fresh
+ * targets, medians of BENCH_REPEAT; in (c), invocation by invocation in turn with the sink; and in
+ * (d). Each of its targets is checked row for row like the rest, and the report adds the ratios
+ * "sink vs baseline" (the baseline's total time and CPU over the sink's) for (b) and (c).
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import pg from "pg";
 import type { Pair } from "../test/support/harness.js";
 import { assertSameTables, makePair } from "../test/support/harness.js";
 import { startPostgres } from "../test/support/pg.js";
+import { type Cli, otherCli, ownCli } from "./cli.js";
 import { profileRun } from "./profile.js";
 import { applyWorkload, TABLES, TABLES_DDL } from "./workload.js";
 
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 75_000);
 const SCHEDULED = process.env.BENCH_SCHEDULED !== "0";
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
-const root = join(import.meta.dirname, "..");
-/**
- * The CLI as installed (BENCH_CLI=built, the default): `npm run build`, then package.json's `bin`
- * entry, so the figures include what a user's process loads and no TypeScript loader.
- * BENCH_CLI=tsx runs src/cli.ts through tsx instead, as earlier versions of this benchmark did.
- */
-const CLI = process.env.BENCH_CLI ?? "built";
-function cliCommandFor(): string[] {
-  if (CLI === "tsx") return ["--import", "tsx", join(root, "src", "cli.ts")];
-  execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore" });
-  const bin = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).bin;
-  return [join(root, typeof bin === "string" ? bin : (Object.values(bin)[0] as string))];
-}
-const cliCommand = cliCommandFor();
+/** The CLI as installed (BENCH_CLI=built, the default) or src/cli.ts through tsx (BENCH_CLI=tsx). */
+const sinkCli = ownCli(process.env.BENCH_CLI ?? "built");
+/** Another checkout (BENCH_BASELINE), run the same way as the sink, as that checkout built it. */
+const baselineCli = process.env.BENCH_BASELINE
+  ? otherCli(process.env.BENCH_BASELINE, "BENCH_BASELINE", "none")
+  : null;
 const CLK_TCK = 100;
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -68,7 +69,7 @@ interface CliRun {
 }
 
 /** One CLI invocation as a scheduler would make it; wall time from spawn to exit, CPU via bash `times`. */
-function runCli(config: string): Promise<CliRun> {
+function runCli(cli: Cli, config: string): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(
@@ -78,12 +79,12 @@ function runCli(config: string): Promise<CliRun> {
         '"$@"; rc=$?; times >&2; exit $rc',
         "bash",
         process.execPath,
-        ...cliCommand,
+        ...cli.args,
         "run",
         "--config",
         config,
       ],
-      { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
+      { cwd: cli.root, stdio: ["ignore", "pipe", "pipe"] },
     );
     let stdout = "";
     let stderr = "";
@@ -91,7 +92,7 @@ function runCli(config: string): Promise<CliRun> {
     child.stderr.on("data", (d) => (stderr += d));
     child.on("exit", (code) => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      if (code !== 0) return reject(new Error(`sink exited with ${code}: ${stderr}`));
+      if (code !== 0) return reject(new Error(`${cli.how} exited with ${code}: ${stderr}`));
       // The last line of `times` is the children's user and system time: "0m1.234s 0m0.100s".
       const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(stderr);
       const cpu = m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : null;
@@ -100,6 +101,10 @@ function runCli(config: string): Promise<CliRun> {
   });
 }
 
+/**
+ * The connector config of a run. Both the sink and older checkouts (BENCH_BASELINE) reject keys
+ * they do not know, so it holds only keys every version accepts (those of main at 685ef40).
+ */
 function sinkConfig(
   dir: string,
   name: string,
@@ -238,23 +243,31 @@ try {
     `stream: ${changes} changes, ${records.length} records, ${(bytes / 1e6).toFixed(1)} MB ` +
       `(workload ${(workloadMs / 1000).toFixed(1)} s, capture ${(captureMs / 1000).toFixed(1)} s), end LSN ${lsnText(endLsn)}`,
   );
-  out(`sink CLI: node ${cliCommand.join(" ")} (Node ${process.versions.node})`);
+  out(`sink: node ${sinkCli.how} (Node ${process.versions.node})`);
+  if (baselineCli) out(`baseline: node ${baselineCli.how}`);
   const rows: [string, string, string, string, string][] = [];
+  const ratios: [string, string, string][] = [];
 
-  // (a) PostgreSQL's own subscriber and (b) the sink in one run, alternately, REPEAT times each.
+  // (a) PostgreSQL's own subscriber, (b) the sink in one run and the baseline's one run, alternately,
+  // REPEAT times each, each on a fresh target.
   const dir = dirname(p.topicFile);
+  const oneRun = async (cli: Cli, what: string, db: string): Promise<CliRun> => {
+    const url = await server.createDatabase(db);
+    const run = await runCli(cli, sinkConfig(dir, db, url, p.topicFile, records.length));
+    if (run.summary.records !== records.length)
+      throw new Error(`${what}: the one run consumed ${run.summary.records} of ${records.length} records`);
+    const target = await connect(url);
+    clients.push(target);
+    await checkTarget(p, target, what);
+    return run;
+  };
   const subs: SubscriberRun[] = [];
   const ones: CliRun[] = [];
+  const baseOnes: CliRun[] = [];
   for (let i = 0; i < REPEAT; i++) {
     subs.push(await runSubscriber(p, i, endLsn, clients));
-    const oneUrl = await server.createDatabase(`bench_one${i}`);
-    const one = await runCli(sinkConfig(dir, `bench-one-${i}`, oneUrl, p.topicFile, records.length));
-    if (one.summary.records !== records.length)
-      throw new Error(`the sink's one run consumed ${one.summary.records} of ${records.length} records`);
-    const oneTarget = await connect(oneUrl);
-    clients.push(oneTarget);
-    await checkTarget(p, oneTarget, "sink, one run");
-    ones.push(one);
+    ones.push(await oneRun(sinkCli, "sink, one run", `bench_one${i}`));
+    if (baselineCli) baseOnes.push(await oneRun(baselineCli, "baseline, one run", `bench_base_one${i}`));
   }
   const subMs = median(subs.map((r) => r.ms));
   const subCpu = median(subs.map((r) => r.workerCpu ?? Number.NaN));
@@ -266,58 +279,115 @@ try {
     "1.00",
     `apply worker ${subCpu.toFixed(2)} s CPU (${Math.round(changes / subCpu)} changes per CPU-s), walsender ${median(subs.map((r) => r.senderCpu ?? Number.NaN)).toFixed(2)} s`,
   ]);
-  const oneMs = median(ones.map((r) => r.ms));
-  const oneIn = median(ones.map((r) => r.summary.duration_ms));
-  const oneCpu = median(ones.map((r) => r.cpu ?? Number.NaN));
-  const oneRate = (changes * 1000) / oneMs;
-  rows.push([
-    `sink, one run (process start to exit; median of ${REPEAT})`,
-    oneMs.toFixed(0),
-    Math.round(oneRate).toString(),
-    (oneRate / subRate).toFixed(2),
-    `in-run ${oneIn.toFixed(0)} ms (${Math.round((changes * 1000) / oneIn)} changes/s), ${oneCpu.toFixed(2)} s CPU (${Math.round(changes / oneCpu)} changes per CPU-s)`,
-  ]);
+  const oneRow = (label: string, runs: CliRun[]) => {
+    const ms = median(runs.map((r) => r.ms));
+    const inRun = median(runs.map((r) => r.summary.duration_ms));
+    const cpu = median(runs.map((r) => r.cpu ?? Number.NaN));
+    const rate = (changes * 1000) / ms;
+    rows.push([
+      `${label}, one run (process start to exit; median of ${REPEAT})`,
+      ms.toFixed(0),
+      Math.round(rate).toString(),
+      (rate / subRate).toFixed(2),
+      `in-run ${inRun.toFixed(0)} ms (${Math.round((changes * 1000) / inRun)} changes/s), ${cpu.toFixed(2)} s CPU (${Math.round(changes / cpu)} changes per CPU-s)`,
+    ]);
+    return { ms, cpu };
+  };
+  const one = oneRow("sink", ones);
+  if (baselineCli) {
+    const base = oneRow("baseline", baseOnes);
+    ratios.push(["one run", (base.ms / one.ms).toFixed(2), (base.cpu / one.cpu).toFixed(2)]);
+  }
 
-  // (c) the scheduled shape and (d) the idle run.
+  // (c) the scheduled shape and (d) the idle run, for the sink and the baseline. Their invocations
+  // alternate one by one, so the shared machine's load falls on both alike.
   if (SCHEDULED) {
-    const schedUrl = await server.createDatabase("bench_sched");
-    const cfg = sinkConfig(dir, "bench-sched", schedUrl, p.topicFile, 1000);
-    const runs: CliRun[] = [];
-    const schedStarted = performance.now();
-    for (;;) {
-      const r = await runCli(cfg);
-      if (r.summary.status === "idle") break;
-      runs.push(r);
-      if (runs.length > 100_000) throw new Error("the scheduled runs never caught up");
+    interface Scheduled {
+      label: string;
+      cli: Cli;
+      url: string;
+      cfg: string;
+      runs: CliRun[];
+      done: boolean;
     }
-    const schedMs = runs.reduce((a, r) => a + r.ms, 0);
+    const shapes: Scheduled[] = [];
+    for (const [label, cli, db] of [
+      ["sink", sinkCli, "bench_sched"],
+      ...(baselineCli ? [["baseline", baselineCli, "bench_base_sched"] as const] : []),
+    ] as const) {
+      const url = await server.createDatabase(db);
+      shapes.push({
+        label,
+        cli,
+        url,
+        cfg: sinkConfig(dir, db, url, p.topicFile, 1000),
+        runs: [],
+        done: false,
+      });
+    }
+    const schedStarted = performance.now();
+    while (shapes.some((s) => !s.done))
+      for (const s of shapes) {
+        if (s.done) continue;
+        const r = await runCli(s.cli, s.cfg);
+        if (r.summary.status === "idle") s.done = true;
+        else s.runs.push(r);
+        if (s.runs.length > 100_000) throw new Error(`${s.label}: the scheduled runs never caught up`);
+      }
     const wallMs = performance.now() - schedStarted;
-    const schedTarget = await connect(schedUrl);
-    clients.push(schedTarget);
-    await checkTarget(p, schedTarget, "sink, scheduled");
-    const schedRate = (changes * 1000) / schedMs;
-    rows.push([
-      `sink, max_records 1000: ${runs.length} invocations`,
-      schedMs.toFixed(0),
-      Math.round(schedRate).toString(),
-      (schedRate / subRate).toFixed(2),
-      `median ${median(runs.map((r) => r.ms)).toFixed(0)} ms per invocation (in-run ${median(runs.map((r) => r.summary.duration_ms)).toFixed(0)} ms), ${runs.reduce((a, r) => a + (r.cpu ?? 0), 0).toFixed(1)} s CPU in all; wall ${(wallMs / 1000).toFixed(1)} s with the idle check`,
-    ]);
-    const idle: CliRun[] = [];
-    for (let i = 0; i < 3; i++) idle.push(await runCli(cfg));
-    rows.push([
-      "sink, idle run (nothing to do; median of 3)",
-      median(idle.map((r) => r.ms)).toFixed(0),
-      "-",
-      "-",
-      `in-run ${median(idle.map((r) => r.summary.duration_ms)).toFixed(0)} ms, ${median(idle.map((r) => r.cpu ?? 0)).toFixed(2)} s CPU`,
-    ]);
+    const totals: { ms: number; cpu: number }[] = [];
+    for (const s of shapes) {
+      const target = await connect(s.url);
+      clients.push(target);
+      await checkTarget(p, target, `${s.label}, scheduled`);
+      const ms = s.runs.reduce((a, r) => a + r.ms, 0);
+      const cpu = s.runs.reduce((a, r) => a + (r.cpu ?? Number.NaN), 0);
+      totals.push({ ms, cpu });
+      const rate = (changes * 1000) / ms;
+      rows.push([
+        `${s.label}, max_records 1000: ${s.runs.length} invocations`,
+        ms.toFixed(0),
+        Math.round(rate).toString(),
+        (rate / subRate).toFixed(2),
+        `median ${median(s.runs.map((r) => r.ms)).toFixed(0)} ms per invocation (in-run ${median(s.runs.map((r) => r.summary.duration_ms)).toFixed(0)} ms), ${cpu.toFixed(1)} s CPU in all`,
+      ]);
+    }
+    out(`scheduled shapes: wall ${(wallMs / 1000).toFixed(1)} s for all, with the idle checks`);
+    const [sinkTotal, baseTotal] = totals as [{ ms: number; cpu: number }, { ms: number; cpu: number }?];
+    if (baseTotal)
+      ratios.push([
+        "scheduled shape, max_records 1000 until caught up (sum of invocations)",
+        (baseTotal.ms / sinkTotal.ms).toFixed(2),
+        (baseTotal.cpu / sinkTotal.cpu).toFixed(2),
+      ]);
+    for (const s of shapes) {
+      const idle: CliRun[] = [];
+      for (let i = 0; i < 3; i++) idle.push(await runCli(s.cli, s.cfg));
+      if (idle.some((r) => r.summary.status !== "idle" || r.summary.records !== 0))
+        throw new Error(`${s.label}: an idle run found something to do`);
+      rows.push([
+        `${s.label}, idle run (nothing to do; median of 3)`,
+        median(idle.map((r) => r.ms)).toFixed(0),
+        "-",
+        "-",
+        `in-run ${median(idle.map((r) => r.summary.duration_ms)).toFixed(0)} ms, ${median(idle.map((r) => r.cpu ?? 0)).toFixed(2)} s CPU`,
+      ]);
+    }
   }
 
   out("");
   out("| system | ms | changes/s | ratio to subscriber | notes |");
   out("|---|---|---|---|---|");
   for (const r of rows) out(`| ${r.join(" | ")} |`);
+  if (ratios.length > 0) {
+    out("");
+    out(
+      "sink vs baseline (the baseline's figure over the sink's: above 1, the sink is that many times faster):",
+    );
+    out("| shape | total time | CPU |");
+    out("|---|---|---|");
+    for (const r of ratios) out(`| ${r[0]} | ${r[1]}x | ${r[2]}x |`);
+  }
 
   // Where an in-process run's time goes.
   const profUrl = await server.createDatabase("bench_prof");
