@@ -44,8 +44,9 @@ const baselineCli = process.env.BENCH_BASELINE
 const CLK_TCK = 100;
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
+/** The median of the figures that exist (a pid that could not be read leaves NaN); NaN if none does. */
 const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   return s.length === 0 ? 0 : ((s[(s.length - 1) >> 1] as number) + (s[s.length >> 1] as number)) / 2;
 };
 const lsnText = (lsn: bigint) =>
@@ -377,7 +378,7 @@ try {
         median(idle.map((r) => r.ms)).toFixed(0),
         "-",
         "-",
-        `in-run ${median(idle.map((r) => r.summary.duration_ms)).toFixed(0)} ms, ${median(idle.map((r) => r.cpu ?? 0)).toFixed(2)} s CPU`,
+        `in-run ${median(idle.map((r) => r.summary.duration_ms)).toFixed(0)} ms, ${median(idle.map((r) => r.cpu ?? Number.NaN)).toFixed(2)} s CPU`,
       ]);
     }
   }
