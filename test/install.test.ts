@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
+import { loadedAtImport } from "../scripts/bundle.js";
 import { runProcess, writeConfig } from "./support/cli.js";
 import { assertSameTables, makePair } from "./support/harness.js";
 import { type PgServer, startPostgres, TEST_PASSWORD } from "./support/pg.js";
@@ -53,6 +54,22 @@ test("the installed package is self-contained: no dependencies, nothing with an 
   const dist = readdirSync(join(installed, "dist"));
   assert.ok(dist.includes("cli.mjs") && dist.includes("linux"), dist.join(", "));
   for (const f of dist) assert.ok(f === "linux" || f.endsWith(".mjs"), `dist/${f} is packed`);
+});
+
+test("--version and help load no dependency; a command loads pg and yaml, a Fluvio source the Fluvio client", async () => {
+  const dist = join(installed, "dist");
+  const holds = (files: string[], dep: string) =>
+    files.some((f) => readFileSync(join(dist, f), "utf8").includes(`node_modules/${dep}/`));
+  const cli = await loadedAtImport(join(dist, "cli.mjs"));
+  const commands = cli.onFirstUse.find((f) => f.startsWith("commands-"));
+  assert.ok(commands, cli.onFirstUse.join(", "));
+  const command = await loadedAtImport(join(dist, commands));
+  for (const dep of ["pg", "yaml", "@fluvio/client"]) {
+    assert.ok(!holds(cli.atImport, dep), `${dep} loads with dist/cli.mjs`);
+    assert.ok(holds(cli.onFirstUse, dep), `${dep} is not in the bundle`);
+  }
+  for (const dep of ["pg", "yaml"]) assert.ok(holds(command.atImport, dep), `${dep} is not in ${commands}`);
+  assert.ok(!holds(command.atImport, "@fluvio/client"), `the Fluvio client loads with ${commands}`);
 });
 
 test("--version, version, --help and help", async () => {
