@@ -1,7 +1,10 @@
 /**
- * Builds what `npm pack` publishes: dist/cli.mjs (src/cli.ts with the Fluvio wrapper bundled; pg and
- * yaml stay ordinary dependencies from the registry) and the Fluvio native module beside it (see
- * scripts/bundle.ts). Runs as `prepack`.
+ * Builds what `npm pack` publishes: dist/cli.mjs (src/cli.ts with pg, yaml and the Fluvio wrapper
+ * bundled, so the package has no dependencies and a start loads a few files instead of ~40) and the
+ * Fluvio native module beside it (see scripts/bundle.ts). Runs as `prepack`. Split at src/cli.ts's
+ * dynamic imports: dist/cli.mjs alone answers --version and help, a command loads the chunk of
+ * src/commands.ts, and the Fluvio wrapper's chunk loads only for a Fluvio source. Not minified: it
+ * starts no faster minified (measured) and its stack traces stay readable.
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -12,8 +15,10 @@ rmSync(out, { recursive: true, force: true });
 await bundle({
   entry: join(root, "src", "cli.ts"),
   outfile: join(out, "cli.mjs"),
-  external: ["pg", "yaml"],
+  // pg's optional requires, reached only through pg.native and on Cloudflare Workers.
+  external: ["pg-native", "pg-cloudflare"],
   minify: false,
+  splitting: true,
 });
 shipNative(out);
 process.stderr.write(`built ${out}\n`);

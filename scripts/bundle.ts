@@ -100,6 +100,6 @@ export async function loadedAtImport(entry: string): Promise<{ atImport: string[
       if (i.kind === "import-statement" && !i.external) walk(local(i.path));
   };
   walk(basename(entry));
-  const onFirstUse = [...byLocal.keys()].filter((f) => !atImport.has(f) && f.endsWith(".js"));
+  const onFirstUse = [...byLocal.keys()].filter((f) => !atImport.has(f) && /\.m?js$/.test(f));
   return { atImport: [...atImport].sort(), onFirstUse: onFirstUse.sort() };
 }

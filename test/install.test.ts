@@ -4,13 +4,14 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
+import { loadedAtImport } from "../scripts/bundle.js";
 import { runProcess, writeConfig } from "./support/cli.js";
 import { assertSameTables, makePair } from "./support/harness.js";
 import { type PgServer, startPostgres, TEST_PASSWORD } from "./support/pg.js";
 
 /**
  * The CLI as a user gets it: `npm pack`, then `npm i -g` of the tarball into a scratch prefix, with
- * dependencies from the npm registry and no compiler on the PATH.
+ * no compiler on the PATH and no node_modules to resolve from: the bundle must carry what it runs.
  */
 
 const root = join(import.meta.dirname, "..");
@@ -41,35 +42,34 @@ after(async () => {
   await server?.stop();
 });
 
-test("the installed tree has no dev dependencies and no package with an install script", () => {
+test("the installed package is self-contained: no dependencies, nothing with an install script", () => {
   assert.ok(existsSync(bin), "the bin is linked");
-  const seen: string[] = [];
-  const walk = (dir: string) => {
-    if (!existsSync(dir)) return;
-    for (const name of readdirSync(dir)) {
-      if (name.startsWith(".")) continue;
-      if (name.startsWith("@")) {
-        walk(join(dir, name));
-        continue;
-      }
-      const pkg = JSON.parse(readFileSync(join(dir, name, "package.json"), "utf8"));
-      seen.push(pkg.name);
-      const scripts = pkg.scripts ?? {};
-      for (const s of ["preinstall", "install", "postinstall"])
-        assert.equal(scripts[s], undefined, `${pkg.name} has a ${s} script`);
-      walk(join(dir, name, "node_modules"));
-    }
-  };
-  walk(join(installed, "node_modules"));
-  assert.ok(seen.includes("pg") && seen.includes("yaml"), seen.join(", "));
-  for (const dev of [
-    "typescript",
-    "@fluvio/client",
-    "esbuild",
-    "serverless",
-    "@aws-sdk/client-secrets-manager",
-  ])
-    assert.ok(!seen.includes(dev), `${dev} is installed`);
+  // pg and yaml are bundled into dist/ (scripts/build-cli.ts): npm installs nothing beside it.
+  const pkg = JSON.parse(readFileSync(join(installed, "package.json"), "utf8"));
+  assert.equal(pkg.scripts?.preinstall ?? pkg.scripts?.install ?? pkg.scripts?.postinstall, undefined);
+  assert.deepEqual(Object.keys(pkg.dependencies ?? {}), []);
+  assert.deepEqual(Object.keys(pkg.optionalDependencies ?? {}), []);
+  assert.deepEqual(Object.keys(pkg.peerDependencies ?? {}), []);
+  assert.equal(existsSync(join(installed, "node_modules")), false, "a node_modules was installed");
+  const dist = readdirSync(join(installed, "dist"));
+  assert.ok(dist.includes("cli.mjs") && dist.includes("linux"), dist.join(", "));
+  for (const f of dist) assert.ok(f === "linux" || f.endsWith(".mjs"), `dist/${f} is packed`);
+});
+
+test("--version and help load no dependency; a command loads pg and yaml, a Fluvio source the Fluvio client", async () => {
+  const dist = join(installed, "dist");
+  const holds = (files: string[], dep: string) =>
+    files.some((f) => readFileSync(join(dist, f), "utf8").includes(`node_modules/${dep}/`));
+  const cli = await loadedAtImport(join(dist, "cli.mjs"));
+  const commands = cli.onFirstUse.find((f) => f.startsWith("commands-"));
+  assert.ok(commands, cli.onFirstUse.join(", "));
+  const command = await loadedAtImport(join(dist, commands));
+  for (const dep of ["pg", "yaml", "@fluvio/client"]) {
+    assert.ok(!holds(cli.atImport, dep), `${dep} loads with dist/cli.mjs`);
+    assert.ok(holds(cli.onFirstUse, dep), `${dep} is not in the bundle`);
+  }
+  for (const dep of ["pg", "yaml"]) assert.ok(holds(command.atImport, dep), `${dep} is not in ${commands}`);
+  assert.ok(!holds(command.atImport, "@fluvio/client"), `the Fluvio client loads with ${commands}`);
 });
 
 test("--version, version, --help and help", async () => {
