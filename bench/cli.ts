@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 
 /** How the benchmarks start a checkout's CLI: the node arguments before `run --config X`. */
 export interface Cli {
@@ -78,4 +78,18 @@ export function otherCli(root: string, what: string, fallback: "tsx" | "none"): 
     `${what}: ${abs}'s package.json bin entry does not start, so that checkout is not built ` +
       `(build it there, e.g. npm ci && npm run build): ${failure}`,
   );
+}
+
+/**
+ * The node arguments that run `cli` in one warm process (bench/warm-runner.mjs): the module its bin
+ * entry imports `main` from (or src/cli.ts through tsx).
+ */
+export function warmArgs(cli: Cli): string[] {
+  const runner = join(ownRoot, "bench", "warm-runner.mjs");
+  const [first, second, third] = cli.args as [string, string?, string?];
+  if (first === "--import") return [first, second as string, runner, third as string];
+  const text = readFileSync(first, "utf8");
+  const m = /["'](\.\.?\/dist\/[^"']+\.m?js)["']/.exec(text);
+  if (!m) throw new Error(`${first} imports no dist/ module that the warm runner could call main() of`);
+  return [runner, resolve(dirname(first), m[1] as string)];
 }

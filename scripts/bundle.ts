@@ -24,6 +24,8 @@ export async function bundle(opts: {
    * and the Fluvio wrapper requires its native file as ./linux/index.node.
    */
   splitting?: boolean;
+  /** Global names replaced at build time (esbuild's define). */
+  define?: Record<string, string>;
 }): Promise<void> {
   const ext = extname(opts.outfile);
   const options: BuildOptions = {
@@ -44,6 +46,7 @@ export async function bundle(opts: {
     format: "esm",
     external: opts.external,
     minify: opts.minify,
+    ...(opts.define && { define: opts.define }),
     // Bundled CommonJS dependencies (and the Fluvio wrapper's native require) call require(); every
     // chunk gets its own, resolving relative to itself.
     banner: {
