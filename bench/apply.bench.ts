@@ -7,19 +7,24 @@
  *       timed from ENABLE to the target's replication origin reaching the last commit's end LSN;
  *   (b) the sink's CLI in one run over the whole file, process start to exit, and its in-run time;
  *   (a) and (b) alternate BENCH_REPEAT times (default 3; medians), each on a fresh target and slot;
- *   (c) the scheduled shape: max_records 1000, invoked until caught up;
+ *   (c) the scheduled shape: max_records 1000, invoked until caught up, a process per invocation
+ *       (a CLI on a scheduler);
+ *   (c') the same shape in one warm process (bench/warm-runner.mjs calls the CLI's main() again and
+ *       again), as a warm Lambda runs it: process start and code compilation paid once;
  *   (d) the idle run: nothing to do;
  *   and where an in-process run's time goes, stage by stage.
  * Every target is checked row for row against the source. Timing lives here, never in tests.
- * BENCH_SCHEDULED=0 skips (c) and (d). The CLI runs as built and installed (BENCH_CLI=tsx: from source).
+ * BENCH_SCHEDULED=0 skips (c), (c') and (d). The CLI runs as built and installed (BENCH_CLI=tsx: from
+ * source), under the Node running the benchmark or BENCH_NODE (a node binary, e.g. the Lambda
+ * runtime's Node 22 or 24 that the deployment tests install into build/.cache).
  *
  * BENCH_BASELINE=<path to another checkout of the sink> (e.g. a worktree of an older commit) runs that
  * checkout's CLI beside the sink on the same stream: its package.json `bin` entry, as that checkout
  * built it (the benchmark stops with an error saying so when it does not start; it never builds
  * another checkout). It takes part in (b), alternating with the subscriber and the sink, on fresh
  * targets, medians of BENCH_REPEAT; in (c), invocation by invocation in turn with the sink; and in
- * (d). Each of its targets is checked row for row like the rest, and the report adds the ratios
- * "sink vs baseline" (the baseline's total time and CPU over the sink's) for (b) and (c).
+ * (c') and (d). Each of its targets is checked row for row like the rest, and the report adds the ratios
+ * "sink vs baseline" (the baseline's total time and CPU over the sink's) for (b), (c) and (c').
  */
 import { spawn } from "node:child_process";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
@@ -28,7 +33,7 @@ import pg from "pg";
 import type { Pair } from "../test/support/harness.js";
 import { assertSameTables, makePair } from "../test/support/harness.js";
 import { startPostgres } from "../test/support/pg.js";
-import { type Cli, otherCli, ownCli, warmArgs } from "./cli.js";
+import { type Cli, cliNode, cliNodeVersion, otherCli, ownCli, warmArgs } from "./cli.js";
 import { profileRun } from "./profile.js";
 import { applyWorkload, TABLES, TABLES_DDL } from "./workload.js";
 
@@ -75,16 +80,7 @@ function runCli(cli: Cli, config: string): Promise<CliRun> {
     const started = process.hrtime.bigint();
     const child = spawn(
       "bash",
-      [
-        "-c",
-        '"$@"; rc=$?; times >&2; exit $rc',
-        "bash",
-        process.execPath,
-        ...cli.args,
-        "run",
-        "--config",
-        config,
-      ],
+      ["-c", '"$@"; rc=$?; times >&2; exit $rc', "bash", cliNode, ...cli.args, "run", "--config", config],
       { cwd: cli.root, stdio: ["ignore", "pipe", "pipe"] },
     );
     let stdout = "";
@@ -108,7 +104,7 @@ function runWarm(
   config: string,
 ): Promise<{ runs: { ms: number; summary: CliRun["summary"] }[]; cpu: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...warmArgs(cli), config], {
+    const child = spawn(cliNode, [...warmArgs(cli), config], {
       cwd: cli.root,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -273,7 +269,7 @@ try {
     `stream: ${changes} changes, ${records.length} records, ${(bytes / 1e6).toFixed(1)} MB ` +
       `(workload ${(workloadMs / 1000).toFixed(1)} s, capture ${(captureMs / 1000).toFixed(1)} s), end LSN ${lsnText(endLsn)}`,
   );
-  out(`sink: node ${sinkCli.how} (Node ${process.versions.node})`);
+  out(`sink: node ${sinkCli.how} (Node ${cliNodeVersion})`);
   if (baselineCli) out(`baseline: node ${baselineCli.how}`);
   const rows: [string, string, string, string, string][] = [];
   const ratios: [string, string, string, string][] = [];

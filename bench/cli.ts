@@ -13,6 +13,13 @@ export interface Cli {
 
 export const ownRoot = resolve(import.meta.dirname, "..");
 
+/**
+ * The Node that runs the CLIs: BENCH_NODE (e.g. the Lambda runtime's Node 22 or 24, which the
+ * deployment tests install into build/.cache), else the one running the benchmark.
+ */
+export const cliNode = process.env.BENCH_NODE ?? process.execPath;
+export const cliNodeVersion = execFileSync(cliNode, ["--version"], { encoding: "utf8" }).trim();
+
 /** The checkout's package.json `bin` entry (the one command, or the first of several). */
 function binOf(root: string): string {
   const pkgPath = join(root, "package.json");
@@ -30,7 +37,7 @@ function binOf(root: string): string {
  */
 function binFailure(bin: string): string | null {
   if (!existsSync(bin)) return `${bin} does not exist`;
-  const r = spawnSync(process.execPath, [bin, "--help"], { encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(cliNode, [bin, "--help"], { encoding: "utf8", timeout: 60_000 });
   if (r.status === 0) return null;
   // Node prints the failing source line first; the error's own line says what is missing.
   const lines = (r.stderr || r.stdout || String(r.error ?? "")).split("\n");

@@ -24,7 +24,7 @@ import { join, resolve } from "node:path";
 import pg from "pg";
 import { makePair } from "../test/support/harness.js";
 import { startPostgres } from "../test/support/pg.js";
-import { type Cli, otherCli, ownCli, ownRoot } from "./cli.js";
+import { type Cli, cliNode, cliNodeVersion, otherCli, ownCli, ownRoot } from "./cli.js";
 import { applyWorkload, startWorkload, TABLES, TABLES_DDL } from "./workload.js";
 
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
@@ -68,7 +68,7 @@ class CliFailed extends Error {
 function runCli(cli: Cli, config: string): Promise<Measured> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn("/usr/bin/time", ["-v", process.execPath, ...cli.args, "run", "--config", config], {
+    const child = spawn("/usr/bin/time", ["-v", cliNode, ...cli.args, "run", "--config", config], {
       cwd: cli.root,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -156,7 +156,7 @@ try {
   const expected = JSON.parse(readFileSync(sumsFile, "utf8")) as Record<string, string>;
   const records = readFileSync(topicFile, "utf8").split("\n").length - 1;
   out(`stream: ${records} records, ${(statSync(topicFile).size / 1e6).toFixed(1)} MB (${topicFile})`);
-  out(`sink: node ${sinkCli.how} (Node ${process.versions.node})`);
+  out(`sink: node ${sinkCli.how} (Node ${cliNodeVersion})`);
   if (baselineCli) out(`baseline: node ${baselineCli.how}`);
 
   const dir = mkdtempSync(join(tmpdir(), "fps-memory-"));
