@@ -18,6 +18,8 @@ const CHUNK = 1 << 20;
  * run's thousand records, ~300 KB) then reads and decodes about what it uses, not a whole chunk.
  */
 const FIRST_READ = 64 * 1024;
+/** Counting lines for the lag reads in larger pieces: each read is a trip through the thread pool. */
+const COUNT_READ = 4 << 20;
 
 /** A CRLF line end leaves its CR at the end of the line; only there is it not part of the value. */
 function stripCr(line: string): string {
@@ -202,8 +204,8 @@ export class FileSource implements Source {
     try {
       let { offset, position } = this.scanned ?? { offset: 0n, position: 0n };
       if (position > size) ({ offset, position } = { offset: 0n, position: 0n });
-      const buf = Buffer.allocUnsafe(this.chunkBytes);
-      const most = BigInt(this.chunkBytes);
+      const buf = Buffer.allocUnsafe(Math.max(this.chunkBytes, COUNT_READ));
+      const most = BigInt(buf.length);
       while (position < size) {
         const want = Number(size - position < most ? size - position : most);
         const { bytesRead } = await fh.read(buf, 0, want, Number(position));
