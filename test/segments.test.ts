@@ -450,9 +450,9 @@ async function poisoned(kind: Poison, name: string): Promise<{ p: Pair; bad: Txn
   };
 }
 
-function haltMessage(bad: Txn, detail: string, stored: string): string {
+function haltMessage(bad: Txn, detail: string, stored: string, tables = "public.t, public.u"): string {
   return (
-    `source transaction at offsets ${bad.from}..${bad.to} (LSN ${bad.lsn}, tables public.t, public.u) failed: ` +
+    `source transaction at offsets ${bad.from}..${bad.to} (LSN ${bad.lsn}, tables ${tables}) failed: ` +
     `${detail.replace(/\.$/, "")}. Applied nothing; the stored offset stays ${stored}. Fix the cause, e.g. the target table, and ` +
     `run again; or get past it on purpose, audited: fluvio-postgres-sink skip --config <file> --offset ${bad.from} ` +
     `--reason "<why>" --yes; or set parameters.on_error: dead_letter`
@@ -564,6 +564,64 @@ for (const kind of ["check", "junk"] as Poison[])
         }
       });
     }
+
+// 4b. A deferred constraint broken in an early segment: found only when the batch ends.
+
+const DEFERRED_SOURCE = `
+  CREATE TABLE parent (id int PRIMARY KEY, name text);
+  CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL)`;
+const DEFERRED_TARGET = `
+  CREATE TABLE parent (id int PRIMARY KEY, name text);
+  CREATE TABLE child (id int PRIMARY KEY,
+    parent_id int NOT NULL REFERENCES parent DEFERRABLE INITIALLY DEFERRED)`;
+
+for (const onError of ["halt", "dead_letter"] as const)
+  for (const segmentBytes of SEGMENT_BYTES)
+    test(`a DEFERRABLE foreign key only the target has, broken in an early segment, on_error ${onError}, ${segLabel(segmentBytes)}: that transaction is named, the rest exact`, {
+      skip,
+    }, async () => {
+      const p = await makePair(server, `defer${onError === "halt" ? "h" : "d"}${segmentBytes ?? "d"}`);
+      try {
+        await p.sql(DEFERRED_SOURCE);
+        await p.target.query(DEFERRED_TARGET);
+        const url = await limitedLogin(p, `seg_defer_${onError}_${segmentBytes ?? "d"}`);
+        await p.sql("INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 3) g");
+        await p.capture();
+        await runAll(p, { segmentBytes: null, url });
+        await p.sql("INSERT INTO child VALUES (1, 1)");
+        // The bad one: child 500's parent 99 is on neither side (the source has no foreign key).
+        await p.sql("BEGIN; INSERT INTO child VALUES (500, 99); INSERT INTO parent VALUES (4, 'p4'); COMMIT");
+        for (let i = 10; i < 22; i++) await p.sql(`INSERT INTO child VALUES (${i}, ${1 + (i % 3)})`);
+        await p.sql("DELETE FROM child WHERE id = 1; UPDATE parent SET name = 'renamed' WHERE id = 2");
+        await p.capture();
+        const bad = txnInserting(p.records, "500");
+        const stored = (await storedOffset(p, p.config().name)) as string;
+        // Found by SET CONSTRAINTS ALL IMMEDIATE, which names no offset: the narrowing names the transaction.
+        const detail =
+          'insert or update on table "child" violates foreign key constraint "child_parent_id_fkey"';
+        if (onError === "halt") {
+          const before = [await rows(p.target, "parent"), await rows(p.target, "child")];
+          const config = configOf(p, { segmentBytes, onError, url });
+          await assert.rejects(runOnce(config, { log: silentLogger }), {
+            message: haltMessage(bad, detail, stored, "public.child, public.parent"),
+          });
+          assert.equal(await storedOffset(p, config.name), stored);
+          assert.deepEqual([await rows(p.target, "parent"), await rows(p.target, "child")], before);
+          return;
+        }
+        const runs = await runAll(p, { segmentBytes, onError, url });
+        const aside = runs.flatMap((r) => r.s.dead_lettered);
+        assert.deepEqual(
+          aside.map((d) => [d.from, d.to, d.lsn, d.tables, d.error]),
+          [[bad.from.toString(), bad.to.toString(), bad.lsn, ["public.child", "public.parent"], detail]],
+        );
+        assert.deepEqual(await rows(p.target, "parent"), await rows(p.source, "parent", [4]));
+        assert.deepEqual(await rows(p.target, "child"), await rows(p.source, "child", [500]));
+        assert.equal(await storedOffset(p, p.config().name), String(p.records.length));
+      } finally {
+        await closePair(p);
+      }
+    });
 
 // 5. An order-sensitive UNIQUE swap in a later segment.
 
