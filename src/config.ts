@@ -21,6 +21,8 @@ export interface SinkConfig {
   maxRecords: number | null;
   /** Memory a batch may use (MB), turned into bytes of records read (src/budget.ts). */
   memoryBudgetMb: number;
+  /** Bytes of records per segment of a streamed batch (src/segmented-apply.ts). */
+  segmentBytes: number;
   /** The schedule's interval, for the capacity estimate; null: estimated from the runs' spacing. */
   scheduleIntervalSeconds: number | null;
   /** A source transaction longer than this is applied in parts (loudly) to bound memory. */
@@ -59,6 +61,7 @@ export const DEFAULTS = {
   partition: 0,
   maxRecords: null,
   memoryBudgetMb: 256,
+  segmentBytes: 4 * 1024 * 1024,
   scheduleIntervalSeconds: null,
   maxTransactionRecords: 1_000_000,
   stateSchema: "fluvio_sink",
@@ -86,6 +89,7 @@ const PARAMETERS = [
   "max_records",
   "max_transaction_records",
   "memory_budget_mb",
+  "segment_bytes",
   "schedule_interval_seconds",
   "state_schema",
   "missing_rows",
@@ -130,6 +134,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   MAX_RECORDS: "parameters.max_records",
   MAX_TRANSACTION_RECORDS: "parameters.max_transaction_records",
   MEMORY_BUDGET_MB: "parameters.memory_budget_mb",
+  SEGMENT_BYTES: "parameters.segment_bytes",
   SCHEDULE_INTERVAL_SECONDS: "parameters.schedule_interval_seconds",
   STATE_SCHEMA: "parameters.state_schema",
   MISSING_ROWS: "parameters.missing_rows",
@@ -295,6 +300,7 @@ export function validateConnectorConfig(
       ? DEFAULTS.maxRecords
       : int(p.max_records, "parameters.max_records", 1, 1);
   const memoryBudgetMb = int(p.memory_budget_mb, "parameters.memory_budget_mb", 1, DEFAULTS.memoryBudgetMb);
+  const segmentBytes = int(p.segment_bytes, "parameters.segment_bytes", 1, DEFAULTS.segmentBytes);
   const scheduleIntervalSeconds =
     p.schedule_interval_seconds === undefined || p.schedule_interval_seconds === null
       ? DEFAULTS.scheduleIntervalSeconds
@@ -383,6 +389,7 @@ export function validateConnectorConfig(
     source,
     maxRecords,
     memoryBudgetMb,
+    segmentBytes,
     scheduleIntervalSeconds,
     maxTransactionRecords,
     stateSchema,

@@ -39,3 +39,9 @@ export function sqlState(e: unknown): string | undefined {
   const code = err?.code ?? err?.cause?.code;
   return typeof code === "string" ? code : undefined;
 }
+
+/**
+ * A streamed apply (src/segmented-apply.ts) gives way to applying the batch whole; the message says
+ * why, for the log. Never reaches the user: the run rolls back to the batch's savepoint and goes on.
+ */
+export class StreamAbort extends Error {}

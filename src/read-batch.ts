@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { SinkConfig } from "./config.js";
-import { DeadlineError, RecordError, SinkError } from "./errors.js";
+import { DeadlineError, RecordError, SinkError, StreamAbort } from "./errors.js";
 import { decodeRecordFast } from "./events/fast-decode.js";
 import type { BeginEvent, Event } from "./events/types.js";
 import type { Logger } from "./log.js";
@@ -76,6 +76,21 @@ export function lsnText(lsn: bigint): string {
   return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
 }
 
+export interface ReadBatchOptions {
+  /** The next transaction would take the batch's records past this many bytes: stop before it. */
+  readBytes?: number;
+  /** Keep the records' text (to set a transaction aside or skip it); otherwise only events are held. */
+  keepRecords?: boolean;
+  /**
+   * Streamed apply (src/segmented-apply.ts): each run of whole transactions goes here as it is read,
+   * with the bytes of its records, instead of into `events`; a record that cannot be decoded ends
+   * the attempt with StreamAbort (the batch is then read again whole).
+   */
+  consume?: (events: Event[], bytes: number, startsInside: boolean) => Promise<void>;
+  /** Read again what an attempt read: stop at the commit that reaches this offset, whatever else. */
+  stopAt?: bigint;
+}
+
 /**
  * Reads whole source transactions from `start` until the first of: max_records (or the reduced batch
  * limit) reached, `readUntil` passed, the next transaction would take the batch past `readBytes`, or
@@ -94,10 +109,9 @@ export async function readBatch(
   log: Logger,
   readUntil: number | null,
   deadline: number | null,
-  readBytes: number = Number.POSITIVE_INFINITY,
-  /** Keep the records' text (to set a transaction aside or skip it); otherwise only events are held. */
-  keepRecords = true,
+  opts: ReadBatchOptions = {},
 ): Promise<Batch> {
+  const { readBytes = Number.POSITIVE_INFINITY, keepRecords = true, consume, stopAt } = opts;
   const max = state.batchLimit ?? config.maxRecords;
   const limit = max === null ? null : BigInt(max);
   const resuming = start === state.nextOffset;
@@ -111,6 +125,20 @@ export async function readBatch(
     resuming && state.resumePosition !== null ? { offset: start, position: state.resumePosition } : undefined;
 
   const events: Event[] = [];
+  /** Events handed over so far (to `events` or `consume`), and the first one's kind. */
+  let taken = 0;
+  let firstKind: Event["kind"] | null = null;
+  let bytesTaken = 0;
+  const take = async (run: Event[]) => {
+    if (run.length === 0) return;
+    firstKind ??= (run[0] as Event).kind;
+    taken += run.length;
+    if (consume) {
+      const b = bytesRead - bytesTaken;
+      bytesTaken = bytesRead;
+      await consume(run, b, startsInside);
+    } else for (const e of run) events.push(e);
+  };
   let open: Event[] = [];
   let inTxn = state.inTransaction;
   let startsInside = state.inTransaction;
@@ -143,6 +171,8 @@ export async function readBatch(
     awaitedAtNext = awaited;
   };
   const startPoison = (rec: SourceRecord, error: RecordError) => {
+    if (consume)
+      throw new StreamAbort(`the record at offset ${rec.offset} cannot be applied: ${error.message}`);
     if (poison) return;
     const first = open[0];
     poison = {
@@ -163,6 +193,7 @@ export async function readBatch(
   };
   /** At a COMMIT that may end the batch: the limit that ends it there, if one does. */
   const stopAtCommit = (): StopReason | null => {
+    if (stopAt !== undefined) return nextOffset >= stopAt ? "end" : null;
     if (limit !== null && nextOffset - start >= limit) return "max_records";
     if (bytesRead >= readBytes) return "memory";
     // Leave the rest of the time for applying what was read.
@@ -180,7 +211,7 @@ export async function readBatch(
         // An undecodable run cut off by the gap ends with it: nothing after the gap belongs to it.
         poison = null;
         expected = rec.offset;
-        if (events.length === 0 && poisoned.length === 0) {
+        if (taken === 0 && poisoned.length === 0) {
           nextOffset = rec.offset;
           resumePosition = null;
           lastRecordSha256 = null;
@@ -211,7 +242,7 @@ export async function readBatch(
       bytesRead += rec.value.length;
       // The batch must fit the memory budget: the transaction that would overflow it waits for the
       // next run (read again then), unless it is the first, which is read whole.
-      if (bytesRead > readBytes && (events.length > 0 || poisoned.length > 0)) {
+      if (bytesRead > readBytes && (taken > 0 || poisoned.length > 0)) {
         stoppedBy = "memory";
         break reading;
       }
@@ -252,7 +283,7 @@ export async function readBatch(
       if (ev.kind === "begin") {
         if (open.length > 0) {
           const dropped = open[0] as Event;
-          if (startsInside && events.length === 0)
+          if (startsInside && taken === 0)
             log.error(
               "a source transaction this sink applied in part never committed; its first part stays applied",
               { from: dropped.offset, to: rec.offset - 1n },
@@ -296,9 +327,10 @@ export async function readBatch(
         if (limit !== null && BigInt(open.length) > limit) exceeded = true;
         if (bytesRead > readBytes) bytesExceeded = true;
         bytes = bytesRead;
-        for (const e of open) events.push(e);
+        const run = open;
         open = [];
         inTxn = false;
+        await take(run);
         if (lastCommitLsn === null || ev.commitLsn > lastCommitLsn) lastCommitLsn = ev.commitLsn;
         endAfter(rec);
         const stop = stopAtCommit();
@@ -311,10 +343,11 @@ export async function readBatch(
           "source transaction exceeds max_transaction_records: applying it in parts; until it completes the target shows part of it",
           { offset: rec.offset, max_transaction_records: config.maxTransactionRecords },
         );
-        for (const e of open) events.push(e);
+        const run = open;
         open = [];
         endAfter(rec);
         partial = true;
+        await take(run);
         bytes = bytesRead;
         stoppedBy = "transaction";
         break reading;
@@ -330,7 +363,7 @@ export async function readBatch(
     nextOffset,
     exceeded,
     partial,
-    startsInside: startsInside && events.length > 0 && events[0]?.kind !== "begin",
+    startsInside: startsInside && taken > 0 && firstKind !== "begin",
     resumePosition,
     lastRecordSha256: lastValue === null ? lastRecordSha256 : recordSha256(lastValue),
     awaitedResends: awaitedAtNext,

@@ -8,7 +8,7 @@ import { type ApplyMode, enterReplicaRole, isOrderSensitiveViolation } from "./a
 import { readBudgetBytes } from "./budget.js";
 import type { SinkConfig } from "./config.js";
 import { insertAudit, insertDeadLetter } from "./dead-letter.js";
-import { asError, DeadlineError, RecordError, sqlState } from "./errors.js";
+import { asError, DeadlineError, RecordError, StreamAbort, sqlState } from "./errors.js";
 import type { Event, Relation } from "./events/types.js";
 import { failpoint, pausepoint } from "./failpoint.js";
 import { type Logger, redact } from "./log.js";
@@ -23,6 +23,7 @@ import {
 } from "./poison.js";
 import { type Batch, readBatch, recordSha256, recordsBetween } from "./read-batch.js";
 import { hideRowValues, scrubError } from "./row-values.js";
+import { SegmentedApply, type SegmentedResult } from "./segmented-apply.js";
 import { FileSource } from "./source/file.js";
 import { FluvioSource } from "./source/fluvio.js";
 import type { Source } from "./source/source.js";
@@ -96,6 +97,11 @@ export interface RunSummary {
   partial_transaction: boolean;
   /** The batch failed and was applied again source transaction by source transaction (poison records). */
   narrowed: boolean;
+  /**
+   * Segments the batch was applied in while it was read (parameters.segment_bytes); 0 when it was
+   * applied whole (an idle run, skip, or a streamed attempt that gave way: poison, the fallback).
+   */
+  segments: number;
   /** Source transactions set aside in the dead-letter table (on_error: dead_letter). */
   dead_letters: number;
   dead_lettered: SetAsideSummary[];
@@ -253,6 +259,7 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     schedule_outrun: false,
     partial_transaction: false,
     narrowed: false,
+    segments: 0,
     dead_letters: 0,
     dead_lettered: [],
     skipped: null,
@@ -360,137 +367,190 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     const readBytes = readBudgetBytes(config.memoryBudgetMb);
     // Only dead letters and skip need the records' own text; otherwise the batch holds events alone.
     const keepRecords = config.onError === "dead_letter" || deps.skip !== undefined;
-    const batch = await readBatch(
-      source,
-      start,
-      state,
-      config,
-      log,
-      readUntil,
-      deadline,
-      readBytes,
-      keepRecords,
-    );
-    readPending = batch.nextOffset > start;
-    readCount = Number(batch.nextOffset - start);
-    failpoint("after-read");
-    await pausepoint("after-read");
-
-    phase = "apply";
-    offsets =
-      batch.nextOffset > start
-        ? `offsets ${start}..${batch.nextOffset - 1n}`
-        : `offset ${start} (nothing read)`;
-    const relations: Relation[] = [];
-    const types = new Map(state.types);
-    for (const ev of [...batch.events, ...batch.poisoned.flatMap((p) => p.events)]) {
-      if (ev.kind === "relation") relations.push(ev.relation);
-      else if (ev.kind === "type") types.set(ev.id, { namespace: ev.namespace, name: ev.name });
-    }
-    // Nothing read (an idle run): no statements, so none of the target's catalog is needed.
-    const idle = batch.events.length === 0;
-    if (!idle) await client.query("SET CONSTRAINTS ALL DEFERRED");
-    const owned = relations.flatMap((r) => {
-      const c = state.relations.get(r.relId);
-      return c ? [tableOf(c)] : [];
-    });
-    const followed = [
-      ...[...state.relations.values()].map(tableOf),
-      ...relations.map((r) => ({ schema: r.namespace, name: r.name })),
-    ].map((t): [string, string] => [t.schema, t.name]);
-    const traits = idle ? new Map() : await loadTargetTraits(client, followed);
-    const planState: PlanState = { ...state, inTransaction: batch.startsInside };
     const options = {
-      traits,
       onConflict: config.onConflict,
       startLsn: config.startLsn,
       foreignKeyOrder: mode === "ordered",
     };
     const warn = (msg: string, fields: Record<string, unknown>) => log.warn(msg, fields);
-    // The exact-order fallback and narrowing roll back to here: nothing of the batch, the lock and state kept.
-    await client.query("SAVEPOINT fps_batch");
-    const applyWhole = async (): Promise<{ planned: Plan; executed: ExecuteResult }> => {
-      let planned: Plan = plan(
-        batch.events,
-        planState,
-        idle ? { tables: new Map(), types: new Map() } : await loadCatalog(client, relations, types, owned),
-        options,
-      );
-      let executed: ExecuteResult;
-      if (planned.needsExactOrder) {
-        log.info(
-          "the target's ON DELETE actions could reach rows this batch re-parents: applying it change by change, in source order",
-          { from: start.toString(), to: (batch.nextOffset - 1n).toString() },
-        );
-        planned = plan(batch.events, planState, await loadCatalog(client, relations, types, owned), {
-          ...options,
-          exact: true,
-        });
-        summary.exact_order = true;
-      }
-      try {
-        executed = await executePlan(client, planned.steps, config.missingRows, warn);
-      } catch (e) {
-        if (!isOrderSensitiveViolation(e) || summary.exact_order) throw e;
-        log.warn(
-          "a set-wise statement tripped a constraint the source order kept: applying this batch again change by change, in source order",
-          {
-            error: hideRowValues((e as Error).message),
-            from: start.toString(),
-            to: (batch.nextOffset - 1n).toString(),
-          },
-        );
-        await client.query("ROLLBACK TO SAVEPOINT fps_batch");
-        // The catalog is read again: the rolled-back plan's DDL changed the planner's snapshot.
-        const catalog = await loadCatalog(client, relations, types, owned);
-        planned = plan(batch.events, planState, catalog, { ...options, exact: true });
-        executed = await executePlan(client, planned.steps, config.missingRows, warn);
-        summary.exact_order = true;
-      }
-      // Deferred constraints would trip at COMMIT, where the batch can no longer be narrowed.
-      await client.query("SET CONSTRAINTS ALL IMMEDIATE");
-      return { planned, executed };
-    };
-    const skipAt = deps.skip ? (deps.skip.offset ?? start) : null;
     const recordFault = (e: unknown) =>
       lost === null && !deadlinePassed && !/Query read timeout/.test(asError(e).message) && isRecordFault(e);
-    let whole: { planned: Plan; executed: ExecuteResult } | null = null;
-    if (batch.poisoned.length === 0 && skipAt === null) {
+    let readOnce = false;
+    const afterRead = async (b: Batch) => {
+      readPending = b.nextOffset > start;
+      readCount = Number(b.nextOffset - start);
+      // A batch read again (after a streamed attempt gave way) passes here once.
+      if (!readOnce) {
+        failpoint("after-read");
+        await pausepoint("after-read");
+      }
+      readOnce = true;
+      phase = "apply";
+      offsets =
+        b.nextOffset > start ? `offsets ${start}..${b.nextOffset - 1n}` : `offset ${start} (nothing read)`;
+    };
+    // The ordinary case: applied segment by segment while it is read (src/segmented-apply.ts).
+    let streamed: { batch: Batch; result: SegmentedResult } | null = null;
+    // What the streamed attempt read in full, if it got that far: read again up to the same end.
+    let reading: Batch | null = null;
+    if (deps.skip === undefined) {
+      // The batch's savepoint comes first here: a streamed attempt that gives way rolls back to it.
+      await client.query("SAVEPOINT fps_batch");
+      const segmented = new SegmentedApply({
+        client,
+        state: { ...state },
+        options,
+        segmentBytes: config.segmentBytes,
+        missingRows: config.missingRows,
+        warn,
+      });
       try {
-        whole = await applyWhole();
+        const b = await readBatch(source, start, state, config, log, readUntil, deadline, {
+          readBytes,
+          keepRecords,
+          consume: segmented.take,
+        });
+        reading = b;
+        await afterRead(b);
+        streamed = { batch: b, result: await segmented.finish() };
       } catch (e) {
-        if (!recordFault(e)) throw e;
-        log.warn(
-          "the batch failed: applying it again source transaction by source transaction to find the one at fault",
-          {
-            error: failureText(e),
-            from: start.toString(),
-            to: (batch.nextOffset - 1n).toString(),
-          },
-        );
+        await segmented.halt();
+        const applying = segmented.threw(e);
+        if (applying) phase = "apply";
+        if (!(e instanceof StreamAbort) && !(applying && (recordFault(e) || isOrderSensitiveViolation(e))))
+          throw e;
+        log.info("applying this batch whole, as read again: its streamed apply gave way", {
+          reason: failureText(e),
+          from: start.toString(),
+        });
         await client.query("ROLLBACK TO SAVEPOINT fps_batch");
       }
     }
+    const batch =
+      streamed?.batch ??
+      (reading === null
+        ? await readBatch(source, start, state, config, log, readUntil, deadline, { readBytes, keepRecords })
+        : {
+            ...(await readBatch(source, start, state, config, log, null, deadline, {
+              keepRecords,
+              stopAt: reading.nextOffset,
+            })),
+            stoppedBy: reading.stoppedBy,
+            bytesExceeded: reading.bytesExceeded,
+          });
+    if (!streamed) await afterRead(batch);
     let applied: Pick<NarrowResult, "state" | "stats" | "executed" | "warnings" | "stoppedAfter">;
-    if (whole) applied = { ...whole.planned, executed: whole.executed, stoppedAfter: null };
-    else {
-      summary.narrowed = true;
-      const narrowed = await applyUnitByUnit({
-        client,
-        units: splitUnits(batch),
-        state: planState,
-        catalog: () => loadCatalog(client, relations, types, owned),
-        options,
-        missingRows: config.missingRows,
-        warn,
-        onError: config.onError,
-        skipAt,
-        storedOffset: state.nextOffset,
-        isFault: recordFault,
+    let commitTime: bigint | null = state.lastCommitTime ?? null;
+    if (streamed) {
+      const r = streamed.result;
+      applied = { ...r, stoppedAfter: null };
+      summary.segments = r.segments;
+      if (r.lastCommitTime !== null && (commitTime === null || r.lastCommitTime > commitTime))
+        commitTime = r.lastCommitTime;
+    } else {
+      const relations: Relation[] = [];
+      const types = new Map(state.types);
+      for (const ev of [...batch.events, ...batch.poisoned.flatMap((p) => p.events)]) {
+        if (ev.kind === "relation") relations.push(ev.relation);
+        else if (ev.kind === "type") types.set(ev.id, { namespace: ev.namespace, name: ev.name });
+      }
+      // Nothing read (an idle run): no statements, so none of the target's catalog is needed.
+      const idle = batch.events.length === 0;
+      if (!idle) await client.query("SET CONSTRAINTS ALL DEFERRED");
+      const owned = relations.flatMap((r) => {
+        const c = state.relations.get(r.relId);
+        return c ? [tableOf(c)] : [];
       });
-      await client.query("SET CONSTRAINTS ALL IMMEDIATE");
-      await setAsideUnits(client, config, key, narrowed.setAside, batch, skipAt, deps.skip, summary, log);
-      applied = narrowed;
+      const followed = [
+        ...[...state.relations.values()].map(tableOf),
+        ...relations.map((r) => ({ schema: r.namespace, name: r.name })),
+      ].map((t): [string, string] => [t.schema, t.name]);
+      const traits = idle ? new Map() : await loadTargetTraits(client, followed);
+      const planState: PlanState = { ...state, inTransaction: batch.startsInside };
+      const wholeOptions = { ...options, traits };
+      // The exact-order fallback and narrowing roll back to here: nothing of the batch, the lock and state kept.
+      await client.query("SAVEPOINT fps_batch");
+      const applyWhole = async (): Promise<{ planned: Plan; executed: ExecuteResult }> => {
+        let planned: Plan = plan(
+          batch.events,
+          planState,
+          idle ? { tables: new Map(), types: new Map() } : await loadCatalog(client, relations, types, owned),
+          wholeOptions,
+        );
+        let executed: ExecuteResult;
+        if (planned.needsExactOrder) {
+          log.info(
+            "the target's ON DELETE actions could reach rows this batch re-parents: applying it change by change, in source order",
+            { from: start.toString(), to: (batch.nextOffset - 1n).toString() },
+          );
+          planned = plan(batch.events, planState, await loadCatalog(client, relations, types, owned), {
+            ...options,
+            exact: true,
+          });
+          summary.exact_order = true;
+        }
+        try {
+          executed = await executePlan(client, planned.steps, config.missingRows, warn);
+        } catch (e) {
+          if (!isOrderSensitiveViolation(e) || summary.exact_order) throw e;
+          log.warn(
+            "a set-wise statement tripped a constraint the source order kept: applying this batch again change by change, in source order",
+            {
+              error: hideRowValues((e as Error).message),
+              from: start.toString(),
+              to: (batch.nextOffset - 1n).toString(),
+            },
+          );
+          await client.query("ROLLBACK TO SAVEPOINT fps_batch");
+          // The catalog is read again: the rolled-back plan's DDL changed the planner's snapshot.
+          const catalog = await loadCatalog(client, relations, types, owned);
+          planned = plan(batch.events, planState, catalog, { ...wholeOptions, exact: true });
+          executed = await executePlan(client, planned.steps, config.missingRows, warn);
+          summary.exact_order = true;
+        }
+        // Deferred constraints would trip at COMMIT, where the batch can no longer be narrowed.
+        await client.query("SET CONSTRAINTS ALL IMMEDIATE");
+        return { planned, executed };
+      };
+      const skipAt = deps.skip ? (deps.skip.offset ?? start) : null;
+      let whole: { planned: Plan; executed: ExecuteResult } | null = null;
+      if (batch.poisoned.length === 0 && skipAt === null) {
+        try {
+          whole = await applyWhole();
+        } catch (e) {
+          if (!recordFault(e)) throw e;
+          log.warn(
+            "the batch failed: applying it again source transaction by source transaction to find the one at fault",
+            {
+              error: failureText(e),
+              from: start.toString(),
+              to: (batch.nextOffset - 1n).toString(),
+            },
+          );
+          await client.query("ROLLBACK TO SAVEPOINT fps_batch");
+        }
+      }
+      if (whole) applied = { ...whole.planned, executed: whole.executed, stoppedAfter: null };
+      else {
+        summary.narrowed = true;
+        const narrowed = await applyUnitByUnit({
+          client,
+          units: splitUnits(batch),
+          state: planState,
+          catalog: () => loadCatalog(client, relations, types, owned),
+          options: wholeOptions,
+          missingRows: config.missingRows,
+          warn,
+          onError: config.onError,
+          skipAt,
+          storedOffset: state.nextOffset,
+          isFault: recordFault,
+        });
+        await client.query("SET CONSTRAINTS ALL IMMEDIATE");
+        await setAsideUnits(client, config, key, narrowed.setAside, batch, skipAt, deps.skip, summary, log);
+        applied = narrowed;
+      }
+      commitTime = lastCommitTime(batch.events, commitTime);
     }
     for (const w of applied.warnings) log.warn(w.message, w.fields);
     failpoint("after-apply");
@@ -517,7 +577,6 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     };
     // Nothing consumed means nothing to record: the stored state already says where to resume.
     if (newState.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);
-    const commitTime = lastCommitTime(batch.events, state.lastCommitTime ?? null);
     // Read before the commit, so the run's sample of the source's end goes into its transaction.
     const end = await source.endOffset().catch(() => null);
     const sample: RunSample = {

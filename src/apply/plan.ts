@@ -232,7 +232,12 @@ function hasState(p: KeyedPending, state: EntryState): boolean {
 /** No match values (an insert's entry): one array for all of them. */
 const NO_MATCH: Value[] = [];
 
-class Planner {
+/**
+ * A planner fed a batch piece by piece (segmented apply, src/segmented-apply.ts): `cut` hands over
+ * the statements for everything added so far, as if the batch ended there, while the relation
+ * cache, the schema it follows and the open transaction carry on into the next piece.
+ */
+export class Planner {
   private readonly steps: Step[] = [];
   private readonly pending = new Map<number, Pending>();
   private readonly schema: SchemaFollower;
@@ -333,6 +338,29 @@ class Planner {
         this.onTruncate(ev);
         return;
     }
+  }
+
+  /**
+   * The statements for everything added since the last cut, in an order the target's constraints
+   * can take; `needsExactOrder` as in Plan (then only exact source order is safe for these changes).
+   */
+  cut(): { steps: Step[]; needsExactOrder: boolean } {
+    this.flushAll();
+    const steps = this.steps.splice(0, this.steps.length);
+    return { steps, needsExactOrder: this.needsExactOrder };
+  }
+
+  /** The relation cache as the changes added so far leave it. */
+  get relationCache(): ReadonlyMap<number, CachedRelation> {
+    return this.relations;
+  }
+
+  /**
+   * More of the target's catalog, read after every statement cut so far was applied: tables and
+   * types this planner did not know yet (what it knows, it has followed through its own DDL).
+   */
+  learn(catalog: Catalog): void {
+    this.schema.learn(catalog);
   }
 
   finish(): Plan {

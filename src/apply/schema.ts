@@ -155,6 +155,13 @@ export class SchemaFollower {
     this.types = catalog.types;
   }
 
+  /** Tables and types read from the target later (see Planner.learn); what is known stays. */
+  learn(catalog: Catalog): void {
+    for (const [k, t] of catalog.tables)
+      if (!this.tables.has(k)) this.tables.set(k, { ...t, columns: [...t.columns] });
+    for (const [k, t] of catalog.types) if (!this.types.has(k)) this.types.set(k, t);
+  }
+
   /** Follows one relation message; null when it changes nothing. */
   follow(rel: Relation, offset: bigint): SchemaChange | null {
     const cached = this.relations.get(rel.relId);

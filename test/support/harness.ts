@@ -55,6 +55,8 @@ export async function makePair(server: PgServer, name = "t"): Promise<Pair> {
     source: { kind: "file", path: topicFile },
     maxRecords: DEFAULTS.maxRecords,
     memoryBudgetMb: DEFAULTS.memoryBudgetMb,
+    // TEST_SEGMENT_BYTES=1 runs every test with each source transaction in its own segment.
+    segmentBytes: Number(process.env.TEST_SEGMENT_BYTES ?? DEFAULTS.segmentBytes),
     scheduleIntervalSeconds: DEFAULTS.scheduleIntervalSeconds,
     maxTransactionRecords: DEFAULTS.maxTransactionRecords,
     stateSchema: DEFAULTS.stateSchema,
