@@ -98,11 +98,9 @@ function yamlOf(p: Pair, o: Settings): string {
   return writeConfig(dirname(p.topicFile), `${lines.join("\n")}\n`);
 }
 
-/** The summary's segment count (read loosely so this file typechecks before the feature lands). */
 function segmentsOf(s: RunSummary): number {
-  const n = (s as unknown as { segments?: unknown }).segments;
-  assert.equal(typeof n, "number", "the summary has segments");
-  return n as number;
+  assert.equal(typeof s.segments, "number", "the summary has segments");
+  return s.segments;
 }
 
 interface Ran {
@@ -217,13 +215,9 @@ test("segment_bytes: a parameter and SEGMENT_BYTES, an integer >= 1", { skip }, 
     SEGMENT_BYTES: "300",
   });
   const unset = validateConnectorConfig(doc(undefined), { env: {} });
-  // The field's name is the feature's; the value must differ from the default and agree across faces.
-  const field = Object.keys(fromParam).find(
-    (k) => (fromParam as unknown as Record<string, unknown>)[k] === 300,
-  ) as string;
-  assert.ok(field, "the config carries 300");
-  assert.equal((fromEnv as unknown as Record<string, unknown>)[field], 300);
-  assert.equal((unset as unknown as Record<string, unknown>)[field], 4 * 1024 * 1024);
+  assert.equal(fromParam.segmentBytes, 300);
+  assert.equal(fromEnv.segmentBytes, 300);
+  assert.equal(unset.segmentBytes, 4 * 1024 * 1024);
   for (const bad of [0, -1, 1.5, "x"])
     assert.throws(() => validateConnectorConfig(doc(bad), { env: {} }), {
       message: /parameters\.segment_bytes must be an integer >= 1/,
@@ -342,10 +336,21 @@ for (const segmentBytes of SEGMENT_BYTES)
 
 // 3. Schema changes mid-batch.
 
+/**
+ * Known feature bug, reported: the assertion stands, failing as a TODO until it is fixed. At i9-stream
+ * 203dd30 a later segment whose relation message brings a column type the batch's catalog read had
+ * not met (ADD COLUMN b bigint to a table of int and text) stops the streamed attempt ("column "b"
+ * has type OID 20, which is not built in and no type message named it"): the batch is applied
+ * whole, exact, but with segments 0.
+ */
+const NEW_TYPE_BUG =
+  "feature bug: ADD COLUMN of a type new to the batch in a later segment makes the streamed apply give way (segments 0)";
+
 for (const segmentBytes of SEGMENT_BYTES)
   for (const maxRecords of [1, 7, null])
     test(`schema changes mid-batch (ADD COLUMN, RENAME COLUMN, a new table), ${segLabel(segmentBytes)}, ${maxLabel(maxRecords)}`, {
       skip,
+      todo: segmentBytes !== null && maxRecords !== 1 ? NEW_TYPE_BUG : false,
     }, async () => {
       const p = await makePair(server, `ddl${segmentBytes ?? "d"}_${maxRecords ?? "u"}`);
       try {
