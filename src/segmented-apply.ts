@@ -167,7 +167,8 @@ export class SegmentedApply {
         "the target's ON DELETE actions could reach rows this batch re-parents: it goes in source order",
       );
     this.segments++;
-    this.inflight = this.inflight.then(async () => {
+    const before = this.inflight;
+    this.inflight = before.then(async () => {
       // Stopped while the statements before these ran: what the run does next must not find
       // these still coming (after its ROLLBACK TO SAVEPOINT, or its ROLLBACK, outside the transaction).
       if (this.halted) return;
@@ -181,6 +182,9 @@ export class SegmentedApply {
     this.inflight.catch(() => {
       this.failed = true;
     });
+    // Reading goes on while this segment runs, but no further: a client that decodes faster than
+    // the server applies would otherwise queue the whole batch's statements in memory.
+    await before;
   }
 
   /**
