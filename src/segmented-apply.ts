@@ -2,7 +2,7 @@ import type pg from "pg";
 import { loadCatalog } from "./apply/catalog.js";
 import { loadTargetTraits, type TargetTraits } from "./apply/constraints.js";
 import { type ExecuteResult, executePlan, type MissingRows } from "./apply/execute.js";
-import { tableKey, tableOf } from "./apply/model.js";
+import { tableKey, tableOf, typeKey } from "./apply/model.js";
 import { type Plan, Planner, type PlanOptions, type PlanState } from "./apply/plan.js";
 import { StreamAbort } from "./errors.js";
 import type { Event, Relation } from "./events/types.js";
@@ -45,6 +45,8 @@ export class SegmentedApply {
   private segmentBytes = 0;
   /** Target tables whose catalog and traits were read, by tableKey. */
   private readonly known = new Set<string>();
+  /** Source column types (typeKey) resolved on the target. */
+  private readonly knownTypes = new Set<string>();
   private readonly followed = new Map<string, [string, string]>();
   private readonly traits: TargetTraits = new Map();
   private readonly types: Map<number, { namespace: string; name: string }>;
@@ -204,9 +206,13 @@ export class SegmentedApply {
     }
     let fresh = false;
     for (const key of this.followed.keys()) if (!this.known.has(key)) fresh = true;
+    // A known table may take a column of a type not resolved yet (ALTER TABLE ... ADD COLUMN).
+    const types = relations.flatMap((r) => r.columns.map((c) => typeKey(c.typeId, c.typeModifier)));
+    for (const key of types) if (!this.knownTypes.has(key)) fresh = true;
     if (!fresh) return;
     await this.inflight;
     for (const key of this.followed.keys()) this.known.add(key);
+    for (const key of types) this.knownTypes.add(key);
     if (relations.length > 0) {
       const catalog = await loadCatalog(this.o.client, relations, this.types, owned);
       if (this.planner) this.planner.learn(catalog);

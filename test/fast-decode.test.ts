@@ -147,6 +147,19 @@ test("generated edge cases: escapes, surrogates, big integers, float spellings, 
   ];
   for (const text of handled) assert.ok(agree(text), `the fast path handles ${text}`);
 
+  // Integers the scanner reads as it goes (rel_id, xid, Int2, Int4, Oid): each bound, one past it,
+  // signs, zeros and too many digits, each agreeing with the general decoder (answered or not).
+  const ints: [string, string[]][] = [
+    ["Int2", ["-32768", "-32769", "32767", "32768", "-0", "0", "01", "-", "1e2", "1.0", "00", "-01"]],
+    ["Int4", ["-2147483648", "-2147483649", "2147483647", "2147483648", "99999999999", "-0", "7"]],
+    ["Oid", ["0", "-0", "-1", "4294967295", "4294967296", "04294967295", "12345678901", "42"]],
+  ];
+  for (const [type, values] of ints) for (const v of values) agree(ins(`{"${type}":${v}}`));
+  for (const v of ["0", "-0", "-1", "4294967295", "4294967296", "00", "01", "1.5", "12345678901", "-"]) {
+    agree(env(`{"type":"insert","rel_id":${v},"tuple":[]}`));
+    agree(env(`{"type":"begin","final_lsn":1,"timestamp":2,"xid":${v}}`));
+  }
+
   const fallBack = [
     // Whitespace and other key orders: valid, the general decoder's.
     ` ${ins(`{"Int4":1}`)}`,

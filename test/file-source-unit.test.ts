@@ -114,3 +114,34 @@ test("invalid UTF-8: the record is handed over flagged with an error naming its 
     ["\ufeffv"],
   );
 });
+
+test("chunks of ASCII only and chunks with other characters read alike: values, offsets, byte positions", async () => {
+  // Mostly ASCII lines with a few multi-byte, CRLF and invalid ones, so that at each read size some
+  // chunks are pure ASCII (read without UTF-8 decoding) and some are not.
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 600; i++) {
+    const text = i % 97 === 5 ? `{"n":${i},"s":"ünï ✓ 🐘"}` : `{"n":${i},"s":"${"x".repeat(i % 40)}"}`;
+    if (i % 151 === 7) parts.push(Buffer.from([0x7b, 0xc3, 0x28, 0x7d]), Buffer.from("\n"));
+    else parts.push(Buffer.from(text), Buffer.from(i % 50 === 3 ? "\r\n" : "\n"));
+  }
+  const bytes = Buffer.concat(parts);
+  const path = file(bytes);
+  const want: { value: string; end: number; invalid: boolean }[] = [];
+  for (let start = 0, lf = bytes.indexOf(10); lf !== -1; start = lf + 1, lf = bytes.indexOf(10, start)) {
+    let line = bytes.subarray(start, lf);
+    if (line[line.length - 1] === 13) line = line.subarray(0, line.length - 1);
+    const invalid = !Buffer.from(line.toString("utf8"), "utf8").equals(line);
+    want.push({ value: line.toString("utf8"), end: lf + 1, invalid });
+  }
+  assert.ok(want.some((w) => w.invalid) && want.some((w) => /🐘/.test(w.value)));
+  for (const chunk of [64, 1000, 4096, 1 << 20]) {
+    const got: { value: string; end: number; invalid: boolean }[] = [];
+    let next = 0n;
+    for await (const run of new FileSource(path, chunk).read(0n))
+      for (const r of run) {
+        assert.equal(r.offset, next++, `chunk ${chunk}`);
+        got.push({ value: r.value, end: r.end as number, invalid: r.invalid !== undefined });
+      }
+    assert.deepEqual(got, want, `chunk ${chunk}`);
+  }
+});

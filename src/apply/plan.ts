@@ -393,9 +393,12 @@ export class Planner {
 
   // ---- changes ----------------------------------------------------------------------------
 
+  /** The change's relation, its tuples checked against its width (no array of them per change). */
   private relationFor(
     ev: InsertEvent | UpdateEvent | DeleteEvent,
-    ...tuples: (Value[] | null)[]
+    a: Value[] | null,
+    b: Value[] | null = null,
+    c: Value[] | null = null,
   ): CachedRelation {
     const rel = this.relations.get(ev.relId);
     if (!rel)
@@ -404,13 +407,14 @@ export class Planner {
         `unknown rel_id ${ev.relId}: no relation message for it came before this ${ev.kind}`,
       );
     const n = rel.relation.columns.length;
-    for (const t of tuples)
-      if (t && t.length !== n)
-        throw new RecordError(
-          ev.offset,
-          `tuple has ${t.length} values but the relation has ${n} columns`,
-          nameOf(rel.relation),
-        );
+    if ((a && a.length !== n) || (b && b.length !== n) || (c && c.length !== n)) {
+      const t = (a && a.length !== n ? a : b && b.length !== n ? b : c) as Value[];
+      throw new RecordError(
+        ev.offset,
+        `tuple has ${t.length} values but the relation has ${n} columns`,
+        nameOf(rel.relation),
+      );
+    }
     return rel;
   }
 
@@ -448,6 +452,15 @@ export class Planner {
     return key;
   }
 
+  /** keyString(keyOf(...)), without the key's array for a one-column key (most tables). */
+  private keyTextOf(p: KeyedPending, tuple: Value[], offset: bigint, what: string): string {
+    if (p.keyCols.length !== 1) return keyString(this.keyOf(p, tuple, offset, what));
+    const v = tuple[p.keyCols[0] as number] as Value;
+    if (v === UNCHANGED || v === null)
+      throw new RecordError(offset, `${what} has a NULL or missing key value`, nameOf(p.rel.relation));
+    return v as string;
+  }
+
   private onInsert(ev: InsertEvent): void {
     const rel = this.relationFor(ev, ev.tuple);
     if (ev.tuple.includes(UNCHANGED))
@@ -458,7 +471,7 @@ export class Planner {
       this.addRun(p, "insert", ev.offset, ev.tuple, null);
       return;
     }
-    const k = keyString(this.keyOf(p, ev.tuple, ev.offset, "insert"));
+    const k = this.keyTextOf(p, ev.tuple, ev.offset, "insert");
     let e = p.entries.get(k);
     if (e && e.state !== "delete" && e.state !== "gone") {
       // Two live inserts of one key: let the target judge them in order.
@@ -496,10 +509,9 @@ export class Planner {
       this.addRun(p, "update", ev.offset, ev.oldTuple, ev.newTuple);
       return;
     }
-    const newKey = this.keyOf(p, ev.newTuple, ev.offset, "update");
-    const k = keyString(newKey);
-    const oldKey = ev.keyTuple ? this.keyOf(p, ev.keyTuple, ev.offset, "update key_tuple") : newKey;
-    if (oldKey !== newKey && keyString(oldKey) !== k) {
+    const k = this.keyTextOf(p, ev.newTuple, ev.offset, "update");
+    const oldKey = ev.keyTuple ? this.keyOf(p, ev.keyTuple, ev.offset, "update key_tuple") : null;
+    if (oldKey && keyString(oldKey) !== k) {
       // The key moved: apply everything queued for the table, then move this one row in place.
       this.flushTable(rel.relation.relId);
       const setCols = ev.newTuple.flatMap((v, i) => (v === UNCHANGED ? [] : [i]));
@@ -523,7 +535,7 @@ export class Planner {
     if (!e)
       p.entries.set(k, {
         state: "update",
-        match: newKey,
+        match: keyValues(ev.newTuple, p.keyCols),
         image: ev.newTuple,
         ownImage: false,
         from: ev.offset,
@@ -554,8 +566,8 @@ export class Planner {
       this.addRun(p, "delete", ev.offset, ev.oldTuple, null);
       return;
     }
-    const key = this.keyOf(p, (ev.keyTuple ?? ev.oldTuple) as Value[], ev.offset, "delete");
-    const k = keyString(key);
+    const tuple = (ev.keyTuple ?? ev.oldTuple) as Value[];
+    const k = this.keyTextOf(p, tuple, ev.offset, "delete");
     let e = p.entries.get(k);
     if (e && (e.state === "delete" || e.state === "gone")) {
       p = this.refresh(rel);
@@ -564,7 +576,7 @@ export class Planner {
     if (!e)
       p.entries.set(k, {
         state: "delete",
-        match: key,
+        match: keyValues(tuple, p.keyCols),
         image: null,
         ownImage: false,
         from: ev.offset,

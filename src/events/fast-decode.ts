@@ -46,8 +46,11 @@ type GiveUp = typeof GIVE_UP;
 
 /** The decoded event, or null when the general decoder must answer. */
 export function fastDecode(offset: bigint, text: string): Event | null {
+  // One scanner for every record (decoding is synchronous): no object per record to collect.
+  scanner.s = text;
+  scanner.pos = 0;
   try {
-    return new Scanner(text).record(offset);
+    return scanner.record(offset);
   } catch {
     // GIVE_UP, or anything unexpected: either way the general decoder has the last word.
     return null;
@@ -61,8 +64,8 @@ let lastWidth = 0;
 let bytes = Buffer.alloc(4096);
 
 class Scanner {
+  s = "";
   pos = 0;
-  constructor(private readonly s: string) {}
 
   giveUp(): never {
     throw GIVE_UP as GiveUp;
@@ -175,14 +178,28 @@ class Scanner {
     this.pos = p;
   }
 
+  /**
+   * A JSON integer in [0, 2^32), computed as it is scanned (no text cut out): up to 10 digits is
+   * exact as a double and the range check does the rest. "-0" is 0, as to the general decoder.
+   */
   u32(): number {
-    const t = this.intText();
-    // Up to 10 digits is exact as a double; the range check does the rest.
-    if (t.length > 10) this.giveUp();
-    const n = Number(t);
-    if (n < 0 || n > U32_MAX) this.giveUp();
-    // "-0" is 0 to the general decoder, never -0.
-    return n === 0 ? 0 : n;
+    const s = this.s;
+    let p = this.pos;
+    if (s.charCodeAt(p) === MINUS) {
+      if (s.charCodeAt(p + 1) !== ZERO) this.giveUp();
+      p++;
+    }
+    const start = p;
+    let c = s.charCodeAt(p);
+    let n = c - ZERO;
+    if (c === ZERO) c = s.charCodeAt(++p);
+    else if (c > ZERO && c <= NINE) {
+      for (c = s.charCodeAt(++p); c >= ZERO && c <= NINE; c = s.charCodeAt(++p)) n = n * 10 + c - ZERO;
+    } else this.giveUp();
+    if (p - start > 10 || n > U32_MAX) this.giveUp();
+    if (c !== COMMA && c !== RBRACE && c !== RBRACKET) this.giveUp();
+    this.pos = p;
+    return n;
   }
 
   u64(): bigint {
@@ -197,13 +214,31 @@ class Scanner {
     return n;
   }
 
-  /** An integer in [min, max] (both within ±2^31) as the canonical text BigInt would print. */
+  /**
+   * An integer in [min, max] (both within ±2^31) as the canonical text BigInt would print: its
+   * value is computed as it is scanned (up to 10 digits, exact as a double), so the only string
+   * made is the value itself.
+   */
   smallInt(min: number, max: number): string {
-    const t = this.intText();
-    if (t.length > 11) this.giveUp();
-    const n = Number(t);
+    const s = this.s;
+    const start = this.pos;
+    let p = start;
+    const negative = s.charCodeAt(p) === MINUS;
+    if (negative) p++;
+    const digits = p;
+    let c = s.charCodeAt(p);
+    let n = c - ZERO;
+    if (c === ZERO) c = s.charCodeAt(++p);
+    else if (c > ZERO && c <= NINE) {
+      for (c = s.charCodeAt(++p); c >= ZERO && c <= NINE; c = s.charCodeAt(++p)) n = n * 10 + c - ZERO;
+    } else this.giveUp();
+    if (c !== COMMA && c !== RBRACE && c !== RBRACKET) this.giveUp();
+    if (p - digits > 10) this.giveUp();
+    if (negative) n = -n;
     if (n < min || n > max) this.giveUp();
-    return t === "-0" ? "0" : t;
+    this.pos = p;
+    // "-0" is 0 to the general decoder.
+    return n === 0 ? "0" : s.slice(start, p);
   }
 
   int8(): string {
@@ -349,13 +384,7 @@ class Scanner {
         break;
       case 0x4f: // Oid
         this.lit('Oid":');
-        {
-          const t = this.intText();
-          if (t.length > 11) this.giveUp();
-          const n = Number(t);
-          if (n < 0 || n > U32_MAX) this.giveUp();
-          v = t === "-0" ? "0" : t;
-        }
+        v = this.smallInt(0, U32_MAX);
         break;
       default:
         // Char (whose text form the general decoder owns) and unknown variants.
@@ -485,3 +514,5 @@ class Scanner {
     }
   }
 }
+
+const scanner = new Scanner();

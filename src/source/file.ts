@@ -1,3 +1,4 @@
+import { isAscii } from "node:buffer";
 import { type FileHandle, open } from "node:fs/promises";
 import { RecordError, SinkError } from "../errors.js";
 import type { ReadOptions, ResumeHint, Source, SourceRecord } from "./source.js";
@@ -12,6 +13,11 @@ import type { ReadOptions, ResumeHint, Source, SourceRecord } from "./source.js"
  */
 
 const CHUNK = 1 << 20;
+/**
+ * The first read's size; each next read doubles up to the chunk size. A small batch (a scheduled
+ * run's thousand records, ~300 KB) then reads and decodes about what it uses, not a whole chunk.
+ */
+const FIRST_READ = 64 * 1024;
 
 /** A CRLF line end leaves its CR at the end of the line; only there is it not part of the value. */
 function stripCr(line: string): string {
@@ -68,8 +74,10 @@ export class FileSource implements Source {
       const buf = Buffer.allocUnsafe(this.chunkBytes);
       // The start of a line that runs past the chunk read so far, when it is a record to return.
       let carry: Buffer[] = [];
+      let readSize = Math.min(FIRST_READ, this.chunkBytes);
       while (pos < total) {
-        const { bytesRead } = await fh.read(buf, 0, Math.min(this.chunkBytes, total - pos), pos);
+        const { bytesRead } = await fh.read(buf, 0, Math.min(readSize, total - pos), pos);
+        readSize = Math.min(readSize * 2, this.chunkBytes);
         if (bytesRead === 0) break;
         const chunk = buf.subarray(0, bytesRead);
         const chunkStart = pos;
@@ -84,43 +92,44 @@ export class FileSource implements Source {
         }
         this.scanned = { offset, position: BigInt(chunkStart + lineStart) };
         if (offset < from) continue;
-        const ends: number[] = [];
-        for (let lf = chunk.indexOf(LF, lineStart); lf !== -1; lf = chunk.indexOf(LF, lf + 1)) ends.push(lf);
         const records: SourceRecord[] = [];
-        let i = 0;
-        if (ends.length > 0 && carry.length > 0) {
-          const first = Buffer.concat([...carry, chunk.subarray(lineStart, ends[0])]);
-          const value = this.decode(first);
-          records.push({
-            offset,
-            value: stripCr(value ?? this.lossy.decode(first)),
-            end: chunkStart + (ends[0] as number) + 1,
-            ...(value === null && { invalid: this.invalid(offset) }),
-          });
+        let lf = chunk.indexOf(LF, lineStart);
+        if (lf !== -1 && carry.length > 0) {
+          const first = Buffer.concat([...carry, chunk.subarray(lineStart, lf)]);
+          records.push(this.record(offset, first, chunkStart + lf + 1));
           offset++;
           carry = [];
-          lineStart = (ends[0] as number) + 1;
-          i = 1;
+          lineStart = lf + 1;
+          lf = chunk.indexOf(LF, lineStart);
         }
-        if (i < ends.length) {
-          // All complete lines of the chunk in one decode; line by line only to find an invalid one.
-          const lastLf = ends[ends.length - 1] as number;
-          const text = this.decode(chunk.subarray(lineStart, lastLf));
-          const values = text === null ? null : text.split("\n");
-          for (; i < ends.length; i++) {
-            const lf = ends[i] as number;
-            const value = values
-              ? (values[i - (ends.length - values.length)] as string)
-              : this.decode(chunk.subarray(lineStart, lf));
-            // Handed on, flagged: it belongs to a source transaction that poison handling sets aside.
-            records.push({
-              offset,
-              value: stripCr(value ?? this.lossy.decode(chunk.subarray(lineStart, lf))),
-              end: chunkStart + lf + 1,
-              ...(value === null && { invalid: this.invalid(offset) }),
-            });
-            offset++;
-            lineStart = lf + 1;
+        if (lf !== -1) {
+          // All complete lines of the chunk at once; line by line only when some are not ASCII.
+          const lastLf = chunk.lastIndexOf(LF);
+          const body = chunk.subarray(lineStart, lastLf);
+          if (isAscii(body)) {
+            // ASCII is its own UTF-8 (nothing to validate), latin1 is the cheapest native copy,
+            // and a character is a byte, so the lines' lengths give their byte positions.
+            const values = body.toString("latin1").split("\n");
+            let end = chunkStart + lineStart;
+            for (const value of values) {
+              end += value.length + 1;
+              records.push({ offset, value: stripCr(value), end });
+              offset++;
+            }
+            lineStart = lastLf + 1;
+          } else {
+            const text = this.decode(body);
+            const values = text === null ? null : text.split("\n");
+            for (let i = 0; lf !== -1; lf = chunk.indexOf(LF, lf + 1), i++) {
+              const value = values ? (values[i] as string) : null;
+              records.push(
+                value !== null
+                  ? { offset, value: stripCr(value), end: chunkStart + lf + 1 }
+                  : this.record(offset, chunk.subarray(lineStart, lf), chunkStart + lf + 1),
+              );
+              offset++;
+              lineStart = lf + 1;
+            }
           }
         }
         const last = records[records.length - 1];
@@ -131,6 +140,14 @@ export class FileSource implements Source {
     } finally {
       await fh.close();
     }
+  }
+
+  /** One line's record: its text, or, for a line that is not UTF-8, its lossy text flagged invalid. */
+  private record(offset: bigint, line: Uint8Array, end: number): SourceRecord {
+    const value = this.decode(line);
+    if (value !== null) return { offset, value: stripCr(value), end };
+    // Handed on, flagged: it belongs to a source transaction that poison handling sets aside.
+    return { offset, value: stripCr(this.lossy.decode(line)), end, invalid: this.invalid(offset) };
   }
 
   private decode(bytes: Uint8Array): string | null {
