@@ -416,7 +416,12 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
       } catch (e) {
         await segmented.halt();
         const applying = segmented.threw(e);
-        if (applying) phase = "apply";
+        if (applying) {
+          phase = "apply";
+          // Stopped before its batch was read: the records so far, as a run that read them would say.
+          if (offsets === `offset ${start}` && segmented.lastOffset !== null)
+            offsets = `offsets ${start}..${segmented.lastOffset}`;
+        }
         if (!(e instanceof StreamAbort) && !(applying && (recordFault(e) || isOrderSensitiveViolation(e))))
           throw e;
         log.info("applying this batch whole, as read again: its streamed apply gave way", {

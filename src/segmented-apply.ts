@@ -55,6 +55,8 @@ export class SegmentedApply {
   private failed = false;
   private readonly executed: ExecuteResult = { statements: 0, rows: 0, missingRows: 0, upserts: 0 };
   private segments = 0;
+  /** The last record taken so far (for messages about a run that stops before reading its batch). */
+  lastOffset: bigint | null = null;
   private lastCommitTime: bigint | null = null;
 
   constructor(private readonly o: SegmentedApplyOptions) {
@@ -102,6 +104,8 @@ export class SegmentedApply {
     if (this.failed) await this.inflight;
     if (this.planner === null && this.segment.length === 0 && events.length > 0)
       this.o.state = { ...this.o.state, inTransaction: startsInside && events[0]?.kind !== "begin" };
+    const last = events[events.length - 1];
+    if (last) this.lastOffset = last.offset;
     for (const ev of events) {
       this.segment.push(ev);
       if (ev.kind === "commit" && (this.lastCommitTime === null || ev.timestamp > this.lastCommitTime))
