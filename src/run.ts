@@ -26,7 +26,7 @@ import { hideRowValues, scrubError } from "./row-values.js";
 import { SegmentedApply, type SegmentedResult } from "./segmented-apply.js";
 import { FileSource } from "./source/file.js";
 import { FluvioSource } from "./source/fluvio.js";
-import type { Source } from "./source/source.js";
+import type { ResumeHint, Source } from "./source/source.js";
 import {
   emptyState,
   ensureStateTable,
@@ -151,6 +151,13 @@ export interface RunFailure {
   consecutive_failures: number | null;
   /** As in RunSummary, when the run saw records it could not apply; else null. */
   seconds_behind_source: number | null;
+}
+
+/** Where the last run's count of the source's end ended (file source), if it recorded it. */
+function endHintOf(history: RunSample[] | undefined): ResumeHint | undefined {
+  const last = history?.[history.length - 1];
+  if (last?.end == null || last.end_position === undefined) return undefined;
+  return { offset: BigInt(last.end), position: BigInt(last.end_position) };
 }
 
 /** The last commit timestamp among the events, or `previous` when they hold no later one. */
@@ -583,10 +590,12 @@ export async function runOnce(config: SinkConfig, deps: RunDeps): Promise<RunSum
     // Nothing consumed means nothing to record: the stored state already says where to resume.
     if (newState.nextOffset !== state.nextOffset) await saveState(client, config.stateSchema, key, newState);
     // Read before the commit, so the run's sample of the source's end goes into its transaction.
-    const end = await source.endOffset().catch(() => null);
+    const end = await source.endOffset(endHintOf(state.runHistory)).catch(() => null);
+    const endAt = end === null ? null : (source.endHint?.() ?? null);
     const sample: RunSample = {
       at: Date.now(),
       end: end === null ? null : end.toString(),
+      ...(endAt && { end_position: endAt.position.toString() }),
       next: newState.nextOffset.toString(),
       records: Number(newState.nextOffset - start),
       bytes: batch.bytes,

@@ -13,6 +13,11 @@ export interface RunSample {
   at: number;
   /** The source's end offset then; null when unknown. */
   end: string | null;
+  /**
+   * File source: the byte position where that end offset starts (after the last complete line),
+   * so the next run counts the lag from there instead of reading the rest of the file again.
+   */
+  end_position?: string;
   /** The next offset after the run. */
   next: string;
   records: number;

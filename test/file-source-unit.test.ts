@@ -145,3 +145,27 @@ test("chunks of ASCII only and chunks with other characters read alike: values, 
     assert.deepEqual(got, want, `chunk ${chunk}`);
   }
 });
+
+test("the lag's count goes on from where an earlier count ended, and only from a line start", async () => {
+  const path = file("a\nbb\nccc\npart");
+  const first = new FileSource(path);
+  assert.equal(await first.endOffset(), 3n);
+  // After the last complete line, not at the end of the file: "part" is not a record yet.
+  assert.deepEqual(first.endHint(), { offset: 3n, position: 9n });
+  writeFileSync(path, "a\nbb\nccc\npartial done\nnext\n");
+  const later = new FileSource(path);
+  assert.equal(await later.endOffset({ offset: 3n, position: 9n }), 5n);
+  assert.deepEqual(later.endHint(), { offset: 5n, position: 27n });
+  // A hint that does not start a line, or lies past the end, is not trusted: counted from the top.
+  const wrong = [
+    { offset: 3n, position: 8n },
+    { offset: 99n, position: 400n },
+  ];
+  for (const hint of wrong) assert.equal(await new FileSource(path).endOffset(hint), 5n);
+  // One that does start a line is believed: the count is the hint's plus the lines after it.
+  assert.equal(await new FileSource(path).endOffset({ offset: 40n, position: 2n }), 44n);
+  // Behind where reading already got, the read position counts instead.
+  const reader = new FileSource(path);
+  for await (const _ of reader.read(2n)) break;
+  assert.equal(await reader.endOffset({ offset: 1n, position: 2n }), 5n);
+});

@@ -32,6 +32,8 @@ export class FileSource implements Source {
   readonly description: string;
   /** The furthest point the last read scanned: offset `offset` starts at byte `position`. */
   private scanned: { offset: bigint; position: bigint } | null = null;
+  /** Where the last endOffset count ended: offset `offset` (the end) starts at byte `position`. */
+  private counted: ResumeHint | null = null;
   private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   private readonly lossy = new TextDecoder("utf-8", { ignoreBOM: true });
 
@@ -198,12 +200,23 @@ export class FileSource implements Source {
     return from === 0n ? { offset: 0n, position: 0n } : null;
   }
 
-  /** Complete lines in the file: counted on from where the last read stopped, not from the top. */
-  async endOffset(): Promise<bigint> {
+  /**
+   * Complete lines in the file: counted on from where the last read stopped, not from the top, or
+   * from where an earlier count ended (`hint`) when that is further on and still the start of a line.
+   */
+  async endOffset(hint?: ResumeHint): Promise<bigint> {
     const { fh, size } = await this.openFile();
     try {
       let { offset, position } = this.scanned ?? { offset: 0n, position: 0n };
       if (position > size) ({ offset, position } = { offset: 0n, position: 0n });
+      if (
+        hint &&
+        hint.position > position &&
+        hint.offset >= offset &&
+        (await this.lineStart(fh, size, hint.position))
+      )
+        ({ offset, position } = hint);
+      let lineEnd = position;
       const buf = Buffer.allocUnsafe(Math.max(this.chunkBytes, COUNT_READ));
       const most = BigInt(buf.length);
       while (position < size) {
@@ -211,13 +224,32 @@ export class FileSource implements Source {
         const { bytesRead } = await fh.read(buf, 0, want, Number(position));
         if (bytesRead === 0) break;
         const chunk = buf.subarray(0, bytesRead);
-        for (let i = chunk.indexOf(LF); i !== -1; i = chunk.indexOf(LF, i + 1)) offset++;
+        let last = -1;
+        for (let i = chunk.indexOf(LF); i !== -1; i = chunk.indexOf(LF, i + 1)) {
+          offset++;
+          last = i;
+        }
+        if (last !== -1) lineEnd = position + BigInt(last + 1);
         position += BigInt(bytesRead);
       }
+      this.counted = { offset, position: lineEnd };
       return offset;
     } finally {
       await fh.close();
     }
+  }
+
+  endHint(): ResumeHint | null {
+    return this.counted;
+  }
+
+  /** Whether `position` starts a line: the file's top, or just after an LF. */
+  private async lineStart(fh: FileHandle, size: bigint, position: bigint): Promise<boolean> {
+    if (position === 0n) return true;
+    if (position > size) return false;
+    const one = Buffer.alloc(1);
+    await fh.read(one, 0, 1, Number(position - 1n));
+    return one[0] === LF;
   }
 
   async close(): Promise<void> {}

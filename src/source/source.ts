@@ -54,7 +54,12 @@ export interface Source {
   resolveStart?(from: bigint): Promise<bigint>;
   /** Whether the record at `offset` can still be read (false: removed by retention). */
   retains?(offset: bigint): boolean;
-  /** The offset after the last record, for lag; null when unknown. */
-  endOffset(): Promise<bigint | null>;
+  /**
+   * The offset after the last record, for lag; null when unknown. `hint`: where an earlier count
+   * ended (see `endHint`), so a file source counts only what was appended since.
+   */
+  endOffset(hint?: ResumeHint): Promise<bigint | null>;
+  /** After endOffset: where its count ended (file source: the byte after the last complete line). */
+  endHint?(): ResumeHint | null;
   close(): Promise<void>;
 }
