@@ -89,7 +89,7 @@ test("a record batch larger than the fetch size: read with the configured fetch_
     // One stored batch holding everything: about 1.5 MB.
     cluster().append("big", 0, await p.capture());
     const small = await run(config(p, "big", "big", { fetch_max_bytes: 1048576, read_timeout_ms: 2000 }));
-    assert.equal(small.code, 1);
+    assert.equal(small.code, 1, `signal ${small.signal}: ${small.stderr.slice(-800)}`);
     assert.match(
       small.stderr,
       /reading offset 0 from Fluvio cluster .*: no record within 2000 ms \(a record batch larger than parameters\.fetch_max_bytes, 1048576, is never delivered; nor is anything when the partition listing's log start lags the SPU's\)/,
