@@ -8,6 +8,16 @@ import type { RunSummary } from "../src/run.js";
 import { runCli, writeConfig } from "./support/cli.js";
 import { assertSameTables, makePair, type Pair, storedOffset, syncAndCompare } from "./support/harness.js";
 import { type PgServer, startPostgres } from "./support/pg.js";
+import {
+  captureWithJunk,
+  checkDetail,
+  haltMessage,
+  JUNK,
+  junkDetail,
+  rows,
+  type Txn,
+  txnInserting,
+} from "./support/poison.js";
 
 /**
  * Poison records from real WAL: a row only the target rejects (a CHECK only it has) and a line that
@@ -25,32 +35,6 @@ after(async () => {
 });
 
 const SIZES = [1, 7, 1000];
-const JUNK = "garbage line";
-
-interface Txn {
-  from: bigint;
-  to: bigint;
-  lsn: string;
-}
-
-/** The source transaction (by offsets in the topic) that inserted `id` into t. */
-function txnInserting(records: string[], id: string): Txn & { insertAt: bigint } {
-  let begin: { offset: bigint; lsn: bigint } | null = null;
-  let insertAt: bigint | null = null;
-  for (const [i, line] of records.entries()) {
-    const offset = BigInt(i);
-    if (line === JUNK) continue;
-    const ev = decodeRecordFast(offset, line);
-    if (ev.kind === "begin") {
-      begin = { offset, lsn: ev.finalLsn };
-      insertAt = null;
-    } else if (ev.kind === "insert" && ev.tuple[0] === id && insertAt === null) insertAt = offset;
-    else if (ev.kind === "commit" && insertAt !== null && begin)
-      return { from: begin.offset, to: offset, lsn: formatLsn(begin.lsn), insertAt };
-  }
-  throw new Error(`no transaction inserts ${id}`);
-}
-
 /** Source history: t and u in sync, then a few transactions, one of which (ids 10, 11) is at fault. */
 async function setUp(p: Pair): Promise<void> {
   await p.sql(
@@ -67,24 +51,6 @@ async function setUp(p: Pair): Promise<void> {
   await p.sql("INSERT INTO t VALUES (3, 3)");
   await p.sql("UPDATE t SET v = 4 WHERE id = 1; DELETE FROM t WHERE id = 22");
   await p.sql("INSERT INTO u VALUES (2, 'c')");
-}
-
-/** Moves the source's new transactions into the topic with a line that is not JSON inside the bad one. */
-async function captureWithJunk(p: Pair): Promise<void> {
-  const lines = await p.wal_take_lines();
-  const base = p.records.length;
-  const bad = txnInserting([...p.records, ...lines], "11");
-  // Right after the bad transaction's begin.
-  lines.splice(Number(bad.from - BigInt(base)) + 1, 0, JUNK);
-  appendFileSync(p.topicFile, `${lines.join("\n")}\n`);
-  p.records.push(...lines);
-}
-
-async function rows(c: Pair["source"], table: string, except: number[]): Promise<string[]> {
-  const r = await c.query(`SELECT x::text AS r FROM ${table} x WHERE NOT (id = ANY($1::int[])) ORDER BY id`, [
-    except,
-  ]);
-  return r.rows.map((row) => row.r as string);
 }
 
 /** The target equals the source but for the bad transaction's rows, which it lacks. */
@@ -127,26 +93,9 @@ async function runUntilFailure(
   throw new Error("no run failed");
 }
 
-function haltMessage(bad: Txn, detail: string, stored: string): string {
-  return (
-    `source transaction at offsets ${bad.from}..${bad.to} (LSN ${bad.lsn}, tables public.t, public.u) failed: ` +
-    `${detail.replace(/\.$/, "")}. Applied nothing; the stored offset stays ${stored}. Fix the cause, e.g. the target table, and ` +
-    `run again; or get past it on purpose, audited: fluvio-postgres-sink skip --config <file> --offset ${bad.from} ` +
-    `--reason "<why>" --yes; or set parameters.on_error: dead_letter`
-  );
-}
-
-const checkDetail = (at: bigint) =>
-  `offset ${at}, table public.t: insert failed: new row for relation "t" violates check constraint "v_small" ` +
-  "(SQLSTATE 23514); Failing row contains (…).";
-const junkDetail = (at: bigint) => `record at offset ${at}: malformed JSON: unexpected 'g' at character 0`;
-
 type Poison = "check" | "junk";
 
-async function prepare(
-  kind: Poison,
-  name: string,
-): Promise<{ p: Pair; bad: Txn & { insertAt: bigint }; detail: string }> {
+async function prepare(kind: Poison, name: string): Promise<{ p: Pair; bad: Txn; detail: string }> {
   const p = await makePair(server, name);
   await setUp(p);
   if (kind === "check") {

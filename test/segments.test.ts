@@ -5,11 +5,19 @@ import { after, before, test } from "node:test";
 import { configFromEnv, type SinkConfig, validateConnectorConfig } from "../src/config.js";
 import { decodeRecordFast } from "../src/events/fast-decode.js";
 import { silentLogger } from "../src/log.js";
-import { formatLsn } from "../src/lsn.js";
 import { type RunSummary, runOnce } from "../src/run.js";
 import { runCli, writeConfig } from "./support/cli.js";
 import { assertSameTables, makePair, type Pair, storedOffset } from "./support/harness.js";
 import { type PgServer, startPostgres } from "./support/pg.js";
+import {
+  captureWithJunk,
+  checkDetail,
+  haltMessage,
+  junkDetail,
+  rows,
+  type Txn,
+  txnInserting,
+} from "./support/poison.js";
 
 /**
  * Segmented, streamed apply: a batch is planned and sent in segments of about segment_bytes while
@@ -367,33 +375,6 @@ for (const segmentBytes of SEGMENT_BYTES)
 
 // 4. A poison record in a late segment.
 
-const JUNK = "garbage line";
-
-interface Txn {
-  from: bigint;
-  to: bigint;
-  lsn: string;
-  insertAt: bigint;
-}
-
-/** The source transaction (by offsets in the topic) that inserted `id` into t. */
-function txnInserting(records: string[], id: string): Txn {
-  let begin: { offset: bigint; lsn: bigint } | null = null;
-  let insertAt: bigint | null = null;
-  for (const [i, line] of records.entries()) {
-    const offset = BigInt(i);
-    if (line === JUNK) continue;
-    const ev = decodeRecordFast(offset, line);
-    if (ev.kind === "begin") {
-      begin = { offset, lsn: ev.finalLsn };
-      insertAt = null;
-    } else if (ev.kind === "insert" && ev.tuple[0] === id && insertAt === null) insertAt = offset;
-    else if (ev.kind === "commit" && insertAt !== null && begin)
-      return { from: begin.offset, to: offset, lsn: formatLsn(begin.lsn), insertAt };
-  }
-  throw new Error(`no transaction inserts ${id}`);
-}
-
 type Poison = "check" | "junk";
 
 /**
@@ -422,42 +403,11 @@ async function poisoned(kind: Poison, name: string): Promise<{ p: Pair; bad: Txn
     await p.target.query("ALTER TABLE t ADD CONSTRAINT v_small CHECK (v < 100)");
     await p.capture();
     const bad = txnInserting(p.records, "11");
-    return {
-      p,
-      bad,
-      detail:
-        `offset ${bad.insertAt}, table public.t: insert failed: new row for relation "t" violates check constraint "v_small" ` +
-        "(SQLSTATE 23514); Failing row contains (…).",
-    };
+    return { p, bad, detail: checkDetail(bad.insertAt) };
   }
-  const lines = await p.wal_take_lines();
-  const base = p.records.length;
-  const at = txnInserting([...p.records, ...lines], "11");
-  lines.splice(Number(at.from) - base + 1, 0, JUNK);
-  appendFileSync(p.topicFile, `${lines.join("\n")}\n`);
-  p.records.push(...lines);
+  await captureWithJunk(p);
   const bad = txnInserting(p.records, "11");
-  return {
-    p,
-    bad,
-    detail: `record at offset ${bad.from + 1n}: malformed JSON: unexpected 'g' at character 0`,
-  };
-}
-
-function haltMessage(bad: Txn, detail: string, stored: string, tables = "public.t, public.u"): string {
-  return (
-    `source transaction at offsets ${bad.from}..${bad.to} (LSN ${bad.lsn}, tables ${tables}) failed: ` +
-    `${detail.replace(/\.$/, "")}. Applied nothing; the stored offset stays ${stored}. Fix the cause, e.g. the target table, and ` +
-    `run again; or get past it on purpose, audited: fluvio-postgres-sink skip --config <file> --offset ${bad.from} ` +
-    `--reason "<why>" --yes; or set parameters.on_error: dead_letter`
-  );
-}
-
-async function rows(c: Pair["source"], table: string, except: number[] = []): Promise<string[]> {
-  const r = await c.query(`SELECT x::text AS r FROM ${table} x WHERE NOT (id = ANY($1::int[])) ORDER BY id`, [
-    except,
-  ]);
-  return r.rows.map((row) => row.r as string);
+  return { p, bad, detail: junkDetail(bad.from + 1n) };
 }
 
 async function assertSameExceptBad(p: Pair): Promise<void> {
