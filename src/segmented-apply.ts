@@ -3,7 +3,7 @@ import { loadCatalog } from "./apply/catalog.js";
 import { loadTargetTraits, type TargetTraits } from "./apply/constraints.js";
 import { type ExecuteResult, executePlan, type MissingRows } from "./apply/execute.js";
 import { tableKey, tableOf, typeKey } from "./apply/model.js";
-import { type Plan, Planner, type PlanOptions, type PlanState } from "./apply/plan.js";
+import { emptyPlanStats, type Plan, Planner, type PlanOptions, type PlanState } from "./apply/plan.js";
 import { StreamAbort } from "./errors.js";
 import type { Event, Relation } from "./events/types.js";
 
@@ -129,14 +129,7 @@ export class SegmentedApply {
       await this.o.client.query("SET CONSTRAINTS ALL IMMEDIATE");
     return {
       state: plan?.state ?? this.o.state,
-      stats: plan?.stats ?? {
-        transactions: 0,
-        skippedTransactions: 0,
-        inserts: 0,
-        updates: 0,
-        deletes: 0,
-        truncates: 0,
-      },
+      stats: plan?.stats ?? emptyPlanStats(),
       warnings: plan?.warnings ?? [],
       executed: this.executed,
       segments: this.segments,

@@ -177,11 +177,9 @@ export class FileSource implements Source {
     from: bigint,
     hint: ResumeHint | undefined,
   ): Promise<{ offset: bigint; position: bigint } | null> {
-    if (!hint || hint.position <= 0n || hint.position > size) return null;
+    if (!hint || hint.position <= 0n) return null;
     if (from !== hint.offset && from !== hint.offset - 1n) return null;
-    const one = Buffer.alloc(1);
-    await fh.read(one, 0, 1, Number(hint.position - 1n));
-    if (one[0] !== LF) return null;
+    if (!(await this.lineStart(fh, size, hint.position))) return null;
     if (from === hint.offset) return hint;
     // Back to the LF before the previous line (or the top): one record's bytes.
     let end = hint.position - 1n;
