@@ -27,13 +27,13 @@
  * "sink vs baseline" (the baseline's total time and CPU over the sink's) for (b), (c) and (c').
  */
 import { spawn } from "node:child_process";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { readFileSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import pg from "pg";
 import type { Pair } from "../test/support/harness.js";
 import { assertSameTables, makePair } from "../test/support/harness.js";
 import { startPostgres } from "../test/support/pg.js";
-import { type Cli, cliNode, cliNodeVersion, otherCli, ownCli, warmArgs } from "./cli.js";
+import { type Cli, cliNode, cliNodeVersion, otherCli, ownCli, warmArgs, writeBenchConfig } from "./cli.js";
 import { profileRun } from "./profile.js";
 import { applyWorkload, TABLES, TABLES_DDL } from "./workload.js";
 
@@ -138,22 +138,10 @@ function sinkConfig(
   topicFile: string,
   maxRecords: number,
 ): string {
-  const path = join(dir, `${name}.yaml`);
-  writeFileSync(
-    path,
-    `name: ${name}
-type: postgres-sink
-topic: bench-topic
-parameters:
-  url: secrets.FLUVIO_PG_DATABASE_URL
-  source: file:${topicFile}
-  max_records: ${maxRecords}
-  max_transaction_records: ${Math.max(maxRecords, 1_000_000)}
-secrets:
-  FLUVIO_PG_DATABASE_URL: ${targetUrl}
-`,
-  );
-  return path;
+  return writeBenchConfig(dir, name, targetUrl, topicFile, {
+    max_records: maxRecords,
+    max_transaction_records: Math.max(maxRecords, 1_000_000),
+  });
 }
 
 async function connect(url: string): Promise<pg.Client> {

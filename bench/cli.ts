@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
 /** How the benchmarks start a checkout's CLI: the node arguments before `run --config X`. */
@@ -99,4 +99,27 @@ export function warmArgs(cli: Cli): string[] {
   const m = /["'](\.\.?\/dist\/[^"']+\.m?js)["']/.exec(text);
   if (!m) throw new Error(`${first} imports no dist/ module that the warm runner could call main() of`);
   return [runner, resolve(dirname(first), m[1] as string)];
+}
+
+/**
+ * Writes `<dir>/<name>.yaml`: a connector that applies `topicFile` to `targetUrl` with `parameters`
+ * (besides url and source). Older checkouts reject keys they do not know: pass only those the CLI run
+ * accepts.
+ */
+export function writeBenchConfig(
+  dir: string,
+  name: string,
+  targetUrl: string,
+  topicFile: string,
+  parameters: Record<string, number>,
+): string {
+  const path = join(dir, `${name}.yaml`);
+  const lines = Object.entries(parameters).map(([k, v]) => `  ${k}: ${v}\n`);
+  writeFileSync(
+    path,
+    `name: ${name}\ntype: postgres-sink\ntopic: bench-topic\nparameters:\n` +
+      `  url: secrets.FLUVIO_PG_DATABASE_URL\n  source: file:${topicFile}\n${lines.join("")}` +
+      `secrets:\n  FLUVIO_PG_DATABASE_URL: ${targetUrl}\n`,
+  );
+  return path;
 }

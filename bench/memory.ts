@@ -24,7 +24,7 @@ import { join, resolve } from "node:path";
 import pg from "pg";
 import { makePair } from "../test/support/harness.js";
 import { startPostgres } from "../test/support/pg.js";
-import { type Cli, cliNode, cliNodeVersion, otherCli, ownCli, ownRoot } from "./cli.js";
+import { type Cli, cliNode, cliNodeVersion, otherCli, ownCli, ownRoot, writeBenchConfig } from "./cli.js";
 import { applyWorkload, startWorkload, TABLES, TABLES_DDL } from "./workload.js";
 
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
@@ -89,7 +89,8 @@ function runCli(cli: Cli, config: string): Promise<Measured> {
  * Settings that lift the current sink's limits for the one big batch; a checkout from before them
  * rejects them as unknown (and has no such limit).
  */
-const LIFTS = ["run_timeout_ms", "memory_budget_mb"];
+const LIFTED: Record<string, number> = { run_timeout_ms: 3_600_000, memory_budget_mb: 100_000 };
+const LIFTS = Object.keys(LIFTED);
 
 /**
  * A run of `cli` with a config written by `write` (given the settings to leave out): when the CLI
@@ -115,22 +116,13 @@ async function runWith(
 }
 
 function config(dir: string, name: string, url: string, maxRecords: number, omit: Set<string>): string {
-  const path = join(dir, `${name}.yaml`);
-  writeFileSync(
-    path,
-    `name: ${name}
-type: postgres-sink
-topic: bench-topic
-parameters:
-  url: secrets.FLUVIO_PG_DATABASE_URL
-  source: file:${topicFile}
-  max_records: ${maxRecords}
-  max_transaction_records: ${maxRecords}
-${omit.has("run_timeout_ms") ? "" : "  run_timeout_ms: 3600000\n"}${omit.has("memory_budget_mb") ? "" : "  memory_budget_mb: 100000\n"}secrets:
-  FLUVIO_PG_DATABASE_URL: ${url}
-`,
-  );
-  return path;
+  const lifted = { ...LIFTED };
+  for (const k of omit) delete lifted[k];
+  return writeBenchConfig(dir, name, url, topicFile, {
+    max_records: maxRecords,
+    max_transaction_records: maxRecords,
+    ...lifted,
+  });
 }
 
 const server = await startPostgres();
